@@ -1,0 +1,82 @@
+"""nbgrader configuration of the course "First steps with PyTorch".
+
+Used by every nbgrader command run from this folder (``nbgrader generate_assignment``,
+``nbgrader autograde``, the formgrader) and by ``make grade`` (``python -m torchsteps grade``).
+"""
+
+import os
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    Execute,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from torchsteps.preprocessors import HideHiddenTests, StderrIsNotFailure
+
+c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+
+# --- Course directory ---------------------------------------------------------------------------
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.course_id = "pytorch-first-steps"
+# SQLite by default; any SQLAlchemy URL works (postgresql://user@host/db) for a shared gradebook.
+c.CourseDirectory.db_url = os.environ.get(
+    "TORCHSTEPS_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+)
+
+# --- Roster: the assignment and the students, registered in the gradebook by `make grade` --------
+c.Roster.assignments = [{"name": "pytorch_basics"}]
+c.Roster.students = [
+    {"id": "ada", "first_name": "Ada", "last_name": "Lindqvist"},
+    {"id": "ben", "first_name": "Ben", "last_name": "Okafor"},
+    {"id": "cleo", "first_name": "Cleo", "last_name": "Marchetti"},
+    {"id": "dev", "first_name": "Dev", "last_name": "Raman"},
+    {"id": "eli", "first_name": "Eli", "last_name": "Novak"},
+    {"id": "fay", "first_name": "Fay", "last_name": "Dubois"},
+    {"id": "gus", "first_name": "Gus", "last_name": "Almeida"},
+    {"id": "hana", "first_name": "Hana", "last_name": "Sato"},
+    {"id": "ivo", "first_name": "Ivo", "last_name": "Petrov"},
+    {"id": "jo", "first_name": "Jo", "last_name": "Mensah"},
+    {"id": "kim", "first_name": "Kim", "last_name": "Larsen"},
+    {"id": "lou", "first_name": "Lou", "last_name": "Fischer"},
+]
+# A submission from someone who is not on the roster is reported, not silently added.
+c.Autograde.create_student = False
+
+# --- Executing student code -----------------------------------------------------------------------
+c.Execute.timeout = 30  # seconds per cell
+c.Execute.interrupt_on_timeout = True
+# nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+# nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
+# points, so stderr of test cells is relabelled before the grades are saved.
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    StderrIsNotFailure,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+# Output limit: lines per cell and traceback lines kept in the autograded notebook.
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 40
+
+# A deleted test cell is put back from the gradebook and scores 0, instead of leaving the
+# submission waiting for a manual grade.
+c.OverwriteCells.add_missing_cells = True
+
+# --- Feedback ---------------------------------------------------------------------------------------
+# Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
+c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+
+# --- Export -------------------------------------------------------------------------------------------
+# `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
+c.ExportApp.plugin_class = "torchsteps.export.ExerciseCsvExport"

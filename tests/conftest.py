@@ -1,0 +1,101 @@
+"""Shared fixtures: copies of the course graded by the real `make grade` command.
+
+Grading is the slow part (a Jupyter kernel and torch import per notebook), so the whole suite grades
+two course copies once per session, in parallel, each with the real CLI (`python -m torchsteps grade`):
+- "demo": the committed demo class in submitted/, exactly what `make grade` grades;
+- "catalogue": every mistake-catalogue entry and alternative (torchsteps.catalogue_class), plus the
+  instructor solutions, the instructor notebooks themselves and the untouched release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "pytorch_basics"
+GRADE_TIMEOUT = 45 * 60
+
+
+def copy_course(dst: Path, *, demo_class: bool, extra_students=()) -> Path:
+    """A fresh course directory at ``dst``: config, source/, release/ and optionally the demo class."""
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "nbgrader_config.py", dst / "nbgrader_config.py")
+    for folder in ("source", "release") + (("submitted",) if demo_class else ()):
+        shutil.copytree(REPO / folder, dst / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    if extra_students:
+        with (dst / "nbgrader_config.py").open("a", encoding="utf-8") as f:
+            f.write(f"\nc.Roster.students = c.Roster.students + {[{'id': s} for s in extra_students]!r}\n")
+    return dst
+
+
+def write_submissions(course: Path, students: dict[str, dict[str, nbformat.NotebookNode]]) -> None:
+    for student, notebooks in students.items():
+        for name, nb in notebooks.items():
+            out = course / "submitted" / student / ASSIGNMENT / f"{name}.ipynb"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, str(out))
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@dataclass
+class GradedCourse:
+    root: Path
+    stdout: str
+    submitted_before: dict[str, str]
+
+    def scores(self, student: str, notebook: str) -> dict[str, tuple[float, float]]:
+        """``{grade_id: (score, max_score)}`` of one autograded notebook, from the gradebook."""
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", "pytorch-first-steps") as gb:
+            nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
+            return {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
+
+
+def _start_grading(course: Path) -> subprocess.Popen:
+    # A PATH without the virtual environment, as when an instructor runs .venv/bin/python directly:
+    # nbgrader must still find its `alembic` script to create the fresh gradebook (regression).
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    return subprocess.Popen(
+        [sys.executable, "-m", "torchsteps", "--course", str(course), "grade"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=course, env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """``{"demo": GradedCourse, "catalogue": GradedCourse}``, both graded by the real CLI in parallel."""
+    from torchsteps.catalogue_class import catalogue_class
+
+    base = tmp_path_factory.mktemp("courses")
+    demo = copy_course(base / "demo", demo_class=True)
+    students, _ = catalogue_class(REPO, ASSIGNMENT)
+    catalogue = copy_course(base / "catalogue", demo_class=False, extra_students=sorted(students) + ["broken"])
+    write_submissions(catalogue, students)
+    # Two submissions that cannot be graded; the rest of the class must be graded all the same.
+    broken = catalogue / "submitted" / "broken" / ASSIGNMENT
+    broken.mkdir(parents=True)
+    (broken / f"{sorted(students['solutions'])[0]}.ipynb").write_text("{ this is not JSON", encoding="utf-8")
+    stranger = catalogue / "submitted" / "stranger" / ASSIGNMENT
+    shutil.copytree(catalogue / "submitted" / "solutions" / ASSIGNMENT, stranger)
+    courses = {"demo": demo, "catalogue": catalogue}
+    before = {k: tree_digest(v / "submitted") for k, v in courses.items()}
+    procs = {k: _start_grading(v) for k, v in courses.items()}
+    out = {}
+    for k, proc in procs.items():
+        stdout, _ = proc.communicate(timeout=GRADE_TIMEOUT)
+        if proc.returncode != 0:
+            pytest.fail(f"`python -m torchsteps grade` failed on the {k} course:\n{stdout[-5000:]}")
+        out[k] = GradedCourse(courses[k], stdout, before[k])
+    return out

@@ -1,0 +1,72 @@
+"""Command line: ``python -m torchsteps grade`` (what ``make grade`` runs) and helpers.
+
+    python -m torchsteps grade [--course DIR] [--assignment NAME]
+    python -m torchsteps demo-class [--course DIR]      # regenerate submitted/ from the mistake catalogue
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ASSIGNMENT = "pytorch_basics"
+
+
+def _grade(args) -> int:
+    from nbgrader.api import Gradebook
+    from rich.console import Console
+
+    from .course import open_api
+    from .export import collect_rows, write_csv
+    from .grading import grade_class
+    from .table import print_grades
+
+    console = Console(width=200, stderr=False)
+    api = open_api(args.course)
+    start = time.perf_counter()
+
+    def progress(done, total, result):
+        elapsed = time.perf_counter() - start
+        eta = elapsed / done * (total - done)
+        mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
+        console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
+
+    console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)}")
+    results = grade_class(api, args.assignment, on_progress=progress)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
+        columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
+    print_grades(columns, rows, console)
+    elapsed = time.perf_counter() - start
+    failed = [r for r in results if r.status != "graded"]
+    console.print(
+        f"{len(results)} submissions in {elapsed:.1f} s ({elapsed / max(len(results), 1):.1f} s each); "
+        f"{len(failed)} could not be graded. Grades: {csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
+    )
+    return 0
+
+
+def _demo_class(args) -> int:
+    from .demo_class import write_demo_class
+
+    written = write_demo_class(Path(args.course), args.assignment)
+    print(f"wrote {len(written)} submissions to {Path(args.course) / 'submitted'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
+    parser.add_argument("--assignment", default=ASSIGNMENT)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
+    sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
+    args = parser.parse_args(argv)
+    handler = {"grade": _grade, "demo-class": _demo_class}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

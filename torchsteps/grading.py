@@ -1,0 +1,157 @@
+"""Grade a class: generate the release, autograde every submission, write feedback.
+
+Each step is one call of nbgrader's Python API (``NbGraderAPI``), the same the formgrader uses, so the
+gradebook, ``autograded/`` and ``feedback/`` are exactly what the ``nbgrader`` commands would write.
+What this layer adds: one submission's failure never stops the class, and every submission ends with a
+status and a plain-language reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nbgrader.apps.api import NbGraderAPI
+
+from .course import Roster, register_roster
+
+__all__ = ["SubmissionResult", "list_submissions", "grade_submission", "grade_class", "STATUS_FILE"]
+
+# Where the status of each submission is kept for the export (beside nbgrader's own folders).
+STATUS_FILE = "autograded/grading_status.json"
+
+
+@dataclass
+class SubmissionResult:
+    """The outcome of autograding one student's submission of one assignment.
+
+    ``status`` is ``"graded"`` (scores are in the gradebook) or ``"error"`` (``reason`` says why
+    the submission could not be graded). ``notes`` hold problems that did not stop grading, such
+    as a missing notebook (scored 0). ``seconds`` is the wall time of autograde + feedback.
+    """
+
+    student_id: str
+    assignment_id: str
+    status: str
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
+    """Student ids with a folder in ``submitted/``, sorted (whether or not it holds the assignment)."""
+    submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
+    if not submitted.is_dir():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+_BOILERPLATE = (
+    "There was an error processing assignment",
+    "Please see the error log",
+    "nbgrader autograde",
+    "Removing failed",
+)
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+_NOTEBOOK_LINE = re.compile(r"^\[INFO\] (?:Sanitizing|Autograding) (.+\.ipynb)\s*$")
+
+
+def _reason_from(result: dict) -> str:
+    """A one-line reason from nbgrader's captured log and traceback (``capture_log``'s dict).
+
+    nbgrader logs the traceback of a failed submission indented under an ``[ERROR]`` line; the
+    reason is its last exception line, prefixed with the notebook being processed at the time.
+    """
+    log = result.get("log", "")
+    notebook, exception = "", ""
+    for line in log.splitlines():
+        match = _NOTEBOOK_LINE.match(line)
+        if match:
+            notebook = Path(match.group(1)).name
+        elif _EXCEPTION_LINE.match(line.strip()):
+            exception = line.strip()
+    if not exception:
+        errors = [
+            line[len("[ERROR] "):].strip()
+            for line in log.splitlines()
+            if line.startswith("[ERROR]") and not any(b in line for b in _BOILERPLATE)
+        ]
+        tb = [line.strip() for line in result.get("error", "").splitlines() if line.strip()]
+        exception = (errors or tb or ["autograde failed without a message"])[-1]
+    return (f"{notebook}: {exception}" if notebook else exception)[:500]
+
+
+def _notes_from(log: str) -> list[str]:
+    notes = []
+    for line in log.splitlines():
+        if line.startswith("[WARNING] No submitted file:"):
+            notes.append("missing notebook " + Path(line.split(":", 1)[1].strip()).name + " (scored 0)")
+        elif line.startswith("[WARNING] Skipping unknown notebook:"):
+            notes.append("ignored extra notebook " + Path(line.split(":", 1)[1].strip()).name)
+    return notes
+
+
+def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str]) -> SubmissionResult:
+    """Autograde one submission and generate its feedback; never raises for a bad submission."""
+    start = time.perf_counter()
+    result = SubmissionResult(student_id, assignment_id, status="error")
+    folder = Path(api.coursedir.root) / api.coursedir.submitted_directory / student_id / assignment_id
+    if roster_ids and student_id not in roster_ids:
+        result.reason = f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)"
+    elif not folder.is_dir():
+        result.reason = f"no '{assignment_id}' folder in submitted/{student_id}"
+    else:
+        graded = api.autograde(assignment_id, student_id, force=True, create=not roster_ids)
+        result.notes = _notes_from(graded.get("log", ""))
+        if not graded["success"]:
+            result.reason = _reason_from(graded)
+        else:
+            feedback = api.generate_feedback(assignment_id, student_id, force=True)
+            result.status = "graded"
+            if not feedback["success"]:
+                result.notes.append("feedback not generated: " + _reason_from(feedback))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def grade_class(api: NbGraderAPI, assignment_id: str, *, on_progress=None) -> list[SubmissionResult]:
+    """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
+
+    ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
+    :data:`STATUS_FILE` for the export.
+
+    Raises:
+        RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
+    """
+    roster = register_roster(api)
+    generated = api.generate_assignment(assignment_id, force=True)
+    if not generated["success"]:
+        raise RuntimeError(f"nbgrader generate_assignment failed:\n{generated.get('log', '')}{generated.get('error', '')}")
+    roster_ids = {s["id"] for s in roster.students}
+    students = list_submissions(api, assignment_id)
+    results = []
+    for done, student_id in enumerate(students, start=1):
+        results.append(grade_submission(api, assignment_id, student_id, roster_ids))
+        if on_progress:
+            on_progress(done, len(students), results[-1])
+    write_status(api, results)
+    return results
+
+
+def write_status(api: NbGraderAPI, results: list[SubmissionResult]) -> Path:
+    path = Path(api.coursedir.root) / STATUS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_status(root: str | Path) -> list[SubmissionResult]:
+    path = Path(root) / STATUS_FILE
+    if not path.is_file():
+        return []
+    return [SubmissionResult(**r) for r in json.loads(path.read_text(encoding="utf-8"))]
