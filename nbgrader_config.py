@@ -10,14 +10,15 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    Execute,
     GetGrades,
     IgnorePattern,
     LimitOutput,
     SaveAutoGrades,
 )
 
+from torchsteps.execute import GuardedExecute
 from torchsteps.preprocessors import HideHiddenTests, StderrIsNotFailure
+from torchsteps.tamper import FlagTampering
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -49,19 +50,34 @@ c.Roster.students = [
 c.Autograde.create_student = False
 
 # --- Executing student code -----------------------------------------------------------------------
-c.Execute.timeout = 30  # seconds per cell
-c.Execute.interrupt_on_timeout = True
+# Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
+# below and a read-only Python, nothing else of the course; no network; these limits per kernel:
+c.SandboxedKernelManager.workdir_files = ["checks.py"]
+c.SandboxedKernelManager.memory_mb = 3072  # address space per process
+c.SandboxedKernelManager.cpu_seconds = 180  # CPU time per process
+c.SandboxedKernelManager.max_processes = 128  # processes and threads
+c.SandboxedKernelManager.max_file_mb = 64  # largest file written
+# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless this is set to True
+# (or `python -m torchsteps grade --unsandboxed` is used).
+c.SandboxedKernelManager.allow_unsandboxed = False
+
+c.GuardedExecute.timeout = 30  # seconds per cell
+c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
+c.GuardedExecute.max_output_bytes = 2_000_000  # output kept per notebook
+c.GuardedExecute.interrupt_on_timeout = True
 # nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
-c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
 # nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
-# points, so stderr of test cells is relabelled before the grades are saved.
+# points, so stderr of test cells is relabelled before the grades are saved. FlagTampering marks
+# submissions that patch what the tests rely on for manual review.
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    GuardedExecute,
     StderrIsNotFailure,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,
+    FlagTampering,
     AssignLatePenalties,
     CheckCellMetadata,
 ]

@@ -21,10 +21,25 @@ def _grade(args) -> int:
     from .course import open_api
     from .export import collect_rows, write_csv
     from .grading import grade_class
+    from .report import write_report
     from .table import print_grades
+
+    from .sandbox import SandboxUnavailable, check_sandbox
 
     console = Console(width=200, stderr=False)
     api = open_api(args.course)
+    if args.unsandboxed:
+        api.config.SandboxedKernelManager.allow_unsandboxed = True
+    try:
+        check_sandbox()
+    except SandboxUnavailable as why:
+        if not api.config.SandboxedKernelManager.get("allow_unsandboxed", False):
+            console.print(
+                f"[bold red]Cannot grade safely:[/bold red] {why}.\nStudent code would run with your permissions. "
+                "Install bubblewrap (see README), or pass --unsandboxed to grade without a sandbox."
+            )
+            return 2
+        console.print(f"[bold yellow]WARNING: grading WITHOUT a sandbox[/bold yellow] ({why})")
     start = time.perf_counter()
 
     def progress(done, total, result):
@@ -39,6 +54,7 @@ def _grade(args) -> int:
         csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
         columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
     print_grades(columns, rows, console)
+    console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment, results)}")
     elapsed = time.perf_counter() - start
     failed = [r for r in results if r.status != "graded"]
     console.print(
@@ -61,7 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
     parser.add_argument("--assignment", default=ASSIGNMENT)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
+    grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
+    grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
     args = parser.parse_args(argv)
     handler = {"grade": _grade, "demo-class": _demo_class}[args.command]

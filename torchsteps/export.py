@@ -41,6 +41,7 @@ class GradeRow:
     max_score: float
     reason: str = ""
     needs_manual_grade: bool = False
+    flags: tuple[str, ...] = ()
 
 
 def exercise_columns(gb: Gradebook, assignment_id: str) -> list[ExerciseColumn]:
@@ -82,6 +83,8 @@ def collect_rows(gb: Gradebook, root: str | Path, assignment_id: str, student_id
                 row.needs_manual_grade = bool(submission.needs_manual_grade)
                 if result is not None and result.notes:
                     row.reason = "; ".join(result.notes)
+                if result is not None and result.flags:
+                    row.flags = tuple(result.flags)
         rows.append(row)
     return columns, rows
 
@@ -105,13 +108,14 @@ def write_csv(gb: Gradebook, root, assignment_ids, dest, student_ids=None) -> Pa
     dest = Path(dest)
     with dest.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["assignment", "student_id", "status", *keys, "score", "max_score", "needs_manual_grade", "reason"])
+        writer.writerow(["assignment", "student_id", "status", *keys, "score", "max_score", "needs_manual_grade", "reason", "flags"])
         for _, rows in tables:
             for row in rows:
                 writer.writerow([
                     row.assignment_id, row.student_id, row.status,
                     *[_fmt(row.scores.get(k)) for k in keys],
                     _fmt(row.score), _fmt(row.max_score), int(row.needs_manual_grade), row.reason,
+                    " | ".join(row.flags),
                 ])
     return dest
 

@@ -14,9 +14,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import nbformat
 from nbgrader.apps.api import NbGraderAPI
 
-from .course import Roster, register_roster
+from .course import register_roster
+from .tamper import METADATA_KEY
 
 __all__ = ["SubmissionResult", "list_submissions", "grade_submission", "grade_class", "STATUS_FILE"]
 
@@ -30,7 +32,9 @@ class SubmissionResult:
 
     ``status`` is ``"graded"`` (scores are in the gradebook) or ``"error"`` (``reason`` says why
     the submission could not be graded). ``notes`` hold problems that did not stop grading, such
-    as a missing notebook (scored 0). ``seconds`` is the wall time of autograde + feedback.
+    as a missing notebook (scored 0). ``flags`` are possible tampering found by
+    :class:`torchsteps.tamper.FlagTampering` (the submission then needs manual review).
+    ``seconds`` is the wall time of autograde + feedback.
     """
 
     student_id: str
@@ -38,6 +42,7 @@ class SubmissionResult:
     status: str
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -96,6 +101,16 @@ def _notes_from(log: str) -> list[str]:
     return notes
 
 
+def _tamper_flags(api: NbGraderAPI, assignment_id: str, student_id: str) -> list[str]:
+    """The tampering findings FlagTampering stored in the autograded notebooks' metadata."""
+    folder = Path(api.coursedir.root) / api.coursedir.autograded_directory / student_id / assignment_id
+    flags = []
+    for path in sorted(folder.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        flags += [f"{path.stem}: {finding}" for finding in nb.metadata.get(METADATA_KEY, {}).get("tamper", [])]
+    return flags
+
+
 def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str]) -> SubmissionResult:
     """Autograde one submission and generate its feedback; never raises for a bad submission."""
     start = time.perf_counter()
@@ -111,6 +126,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
         if not graded["success"]:
             result.reason = _reason_from(graded)
         else:
+            result.flags = _tamper_flags(api, assignment_id, student_id)
             feedback = api.generate_feedback(assignment_id, student_id, force=True)
             result.status = "graded"
             if not feedback["success"]:

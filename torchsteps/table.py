@@ -37,6 +37,8 @@ def print_grades(columns: list[ExerciseColumn], rows: list[GradeRow], console: C
             cells.append("" if score is None else f"{score:g}")
         total = f"{row.score:g}/{row.max_score:g}"
         note = row.status if not row.reason else f"{row.status}: {row.reason}"
+        if row.flags:
+            note += f" [REVIEW: {len(row.flags)} possible tampering: {row.flags[0]}]"
         table.add_row(row.student_id, *cells, total, note)
     console.print(table)
     legend = ", ".join(f"{label}={c.notebook}:{c.grade_id} ({c.max_score:g})" for label, c in zip(labels, columns))

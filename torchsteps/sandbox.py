@@ -1,0 +1,225 @@
+"""A Jupyter kernel manager that runs every kernel inside a bubblewrap sandbox.
+
+nbgrader's execute step starts kernels through ``Execute.kernel_manager_class``; setting it to
+:class:`SandboxedKernelManager` (``nbgrader_config.py``) puts every student kernel, whichever nbgrader
+entry point started it, behind this boundary:
+
+- filesystem: a fresh root with read-only ``/usr`` and Python environment, a private writable copy of
+  the files the notebooks need (``workdir_files``, e.g. ``checks.py``) as the working directory, and a
+  private ``/tmp``. Nothing else of the course (``source/``, other students, ``gradebook.db``) exists
+  inside;
+- no network: a new network namespace with no interfaces but loopback; the kernel talks to nbgrader
+  over ZeroMQ ``ipc`` (UNIX sockets in a private folder), not TCP;
+- a new PID namespace: the kernel sees only its own processes, and all of them die with it;
+- an unprivileged user (``uid``), so the process limit applies (it is not enforced for root);
+- ``setrlimit`` limits through util-linux ``prlimit``: address space, CPU seconds, processes, file
+  size, open files, no core dumps; the environment is cleared (no instructor secrets).
+
+Tools: bubblewrap (``bwrap``), util-linux ``prlimit`` and ``setpriv``; :func:`check_sandbox` says what
+is missing. Where no sandbox can be made, kernels do not start unless ``allow_unsandboxed`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from fnmatch import fnmatch
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Integer, List, Unicode
+
+__all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox", "SANDBOX_WORKDIR"]
+
+SANDBOX_WORKDIR = "/home/student/work"
+REQUIRED_TOOLS = ("bwrap", "prlimit", "setpriv")
+
+
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be made on this machine (not Linux, a tool missing, namespaces refused)."""
+
+
+def check_sandbox() -> None:
+    """Raise :class:`SandboxUnavailable` with the reason if a sandboxed kernel cannot start here."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"the sandbox needs Linux namespaces; this is {sys.platform}")
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise SandboxUnavailable(
+            f"missing {', '.join(missing)}: install bubblewrap and util-linux (Debian: apt-get install bubblewrap util-linux)"
+        )
+    probe = subprocess.run(
+        ["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "true"],
+        capture_output=True, text=True,
+    )
+    if probe.returncode != 0:
+        raise SandboxUnavailable(f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}")
+
+
+def _python_roots() -> list[str]:
+    """Folders the kernel's Python needs, read-only: the environment and the interpreter it was made from."""
+    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), os.path.realpath(sys.exec_prefix)}
+    roots.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    # The environment may be a symlink (.venv -> elsewhere); bind the path the kernel command uses too.
+    roots.add(os.path.abspath(sys.prefix))
+    return sorted(r for r in roots if not r.startswith("/usr"))
+
+
+def _parents(path: str) -> list[str]:
+    """bwrap arguments creating the missing parent folders of ``path`` world-traversable.
+
+    bwrap creates them 0700 otherwise, which the unprivileged kernel user cannot traverse.
+    """
+    args = []
+    for parent in reversed(Path(path).parents[:-1]):
+        args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """``AsyncKernelManager`` that starts the kernel inside bubblewrap with resource limits."""
+
+    memory_mb = Integer(3072, help="address-space limit of each kernel process (RLIMIT_AS), MiB").tag(config=True)
+    cpu_seconds = Integer(180, help="CPU-time limit of each kernel process (RLIMIT_CPU), seconds").tag(config=True)
+    max_processes = Integer(
+        128, help="processes and threads of the sandbox user (RLIMIT_NPROC); torch and ipykernel use about 20"
+    ).tag(config=True)
+    max_file_mb = Integer(64, help="largest file the kernel may write (RLIMIT_FSIZE), MiB").tag(config=True)
+    max_open_files = Integer(256, help="open file descriptors (RLIMIT_NOFILE)").tag(config=True)
+    uid = Integer(64123, help="unprivileged user id the kernel runs as (when grading as root)").tag(config=True)
+    workdir_files = List(
+        Unicode(), ["checks.py"],
+        help="glob patterns of files copied from the notebook's folder into the kernel's working copy; "
+        "anything else there (other notebooks, files a student added such as a torch.py) stays outside",
+    ).tag(config=True)
+    allow_unsandboxed = Bool(
+        False, help="start kernels without the sandbox when none can be made (only on the instructor's explicit request)"
+    ).tag(config=True)
+
+    _sandbox_dir: str | None = None
+    _sandboxed = False
+
+    def _make_private_dir(self) -> Path:
+        root = Path(tempfile.mkdtemp(prefix="torchsteps-kernel-"))
+        os.chmod(root, 0o711)
+        for sub in ("run", "work"):
+            (root / sub).mkdir()
+        return root
+
+    async def _async_pre_start_kernel(self, **kw):
+        try:
+            check_sandbox()
+            self._sandboxed = True
+        except SandboxUnavailable as why:
+            if not self.allow_unsandboxed:
+                raise SandboxUnavailable(
+                    f"{why}. Grading stopped: student code would run with your permissions. "
+                    "To grade without a sandbox anyway, set c.SandboxedKernelManager.allow_unsandboxed = True "
+                    "(or pass --unsandboxed to `python -m torchsteps grade`)."
+                ) from None
+            self.log.warning("Running the kernel WITHOUT a sandbox (%s)", why)
+            self._sandboxed = False
+            return await super()._async_pre_start_kernel(**kw)
+        root = self._make_private_dir()
+        self._sandbox_dir = str(root)
+        # SIGINT to the process group would reach bwrap (the kernel's parent) and kill the sandbox;
+        # ipykernel also takes interrupts as a message on the control channel.
+        self.kernel_spec.interrupt_mode = "message"
+        # ZeroMQ over UNIX sockets in a folder both sides see at the same path: the sandbox has no network.
+        self.transport = "ipc"
+        self.connection_file = str(root / "run" / "kernel.json")
+        self.ip = str(root / "run" / "kernel")
+        return await super()._async_pre_start_kernel(**kw)
+
+    def _copy_workdir(self, cwd: str | None, dest: Path) -> None:
+        if cwd and os.path.isdir(cwd):
+            for entry in os.scandir(cwd):
+                if entry.is_file(follow_symlinks=False) and any(fnmatch(entry.name, p) for p in self.workdir_files):
+                    shutil.copyfile(entry.path, dest / entry.name)
+
+    def _chown_tree(self, path: Path) -> None:
+        if os.geteuid() != 0:
+            return
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, self.uid, self.uid)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), self.uid, self.uid)
+
+    def sandbox_command(self, kernel_cmd: list[str], root: Path) -> list[str]:
+        """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``."""
+        mib = 1024 * 1024
+        limits = [
+            "prlimit",
+            f"--as={self.memory_mb * mib}",
+            f"--cpu={self.cpu_seconds}",
+            f"--nproc={self.max_processes}",
+            f"--fsize={self.max_file_mb * mib}",
+            f"--nofile={self.max_open_files}",
+            "--core=0",
+            "--",
+        ]
+        bwrap = [
+            "bwrap",
+            "--die-with-parent",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/bin", "/bin",
+            "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/sbin", "/sbin",
+        ]
+        if os.path.isdir("/usr/lib64"):
+            bwrap += ["--symlink", "usr/lib64", "/lib64"]
+        for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf"):
+            if os.path.exists(etc):
+                bwrap += ["--ro-bind", etc, etc]
+        for python_root in _python_roots():
+            bwrap += _parents(python_root) + ["--ro-bind", python_root, python_root]
+        bwrap += [
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--perms", "1777", "--tmpfs", "/tmp",
+            *_parents(SANDBOX_WORKDIR), "--bind", str(root / "work"), SANDBOX_WORKDIR,
+            *_parents(str(root / "run")), "--bind", str(root / "run"), str(root / "run"),
+            "--chdir", SANDBOX_WORKDIR,
+            "--clearenv",
+            "--setenv", "HOME", SANDBOX_WORKDIR,
+            "--setenv", "PATH", f"{os.path.dirname(kernel_cmd[0])}:/usr/bin:/bin",
+            "--setenv", "LANG", "C.UTF-8",
+            "--setenv", "IPYTHONDIR", "/tmp/.ipython",
+            "--setenv", "MPLCONFIGDIR", "/tmp/.matplotlib",
+            "--setenv", "MPLBACKEND", "Agg",
+            "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+            # One thread per kernel: reproducible float sums, and parallel grading does not oversubscribe.
+            "--setenv", "OMP_NUM_THREADS", "1",
+            "--cap-drop", "ALL",
+            "--",
+        ]
+        if os.geteuid() == 0:
+            drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs", "--"]
+            # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv, not bwrap.
+            bwrap = [a for a in bwrap if a not in ("--cap-drop", "ALL")]
+        else:
+            drop = []
+        return limits + bwrap + drop + list(kernel_cmd)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if not self._sandboxed:
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        root = Path(self._sandbox_dir)
+        self._copy_workdir(kw.pop("cwd", None), root / "work")
+        self._chown_tree(root / "work")
+        self._chown_tree(root / "run")
+        os.chmod(self.connection_file, stat.S_IRUSR | stat.S_IWUSR)
+        kw["cwd"] = str(root)
+        return await super()._async_launch_kernel(self.sandbox_command(kernel_cmd, root), **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if self._sandbox_dir and not restart:
+            shutil.rmtree(self._sandbox_dir, ignore_errors=True)
+            self._sandbox_dir = None
