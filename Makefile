@@ -9,7 +9,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: grade test demo-class release clean
+.PHONY: grade test bench demo-class release clean system-deps test-deps
+
+# System tools: bubblewrap and util-linux (prlimit, setpriv) for the sandbox that runs student code;
+# Chromium for the test that opens the HTML report. Installed with apt-get when run as root on
+# Debian/Ubuntu, otherwise checked and named.
+APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+	else echo "Please install: $(1) (e.g. sudo apt-get install $(1))"; exit 1; fi
+
+system-deps:
+	@command -v bwrap >/dev/null && command -v prlimit >/dev/null && command -v setpriv >/dev/null \
+	  || { $(call APT_INSTALL,bubblewrap util-linux); }
+
+test-deps: system-deps
+	@command -v chromium >/dev/null || { $(call APT_INSTALL,chromium); }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +33,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-grade: $(STAMP)
+grade: $(STAMP) system-deps
 	$(BIN)/python -m torchsteps grade
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate release/ from source/ (what `make grade` does first) and the demo class from the catalogue.

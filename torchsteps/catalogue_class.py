@@ -38,6 +38,9 @@ def catalogue_class(course: Path, assignment: str) -> tuple[dict[str, dict[str, 
     Students: ``solutions`` (instructor answers), ``source`` (the instructor notebooks themselves),
     ``release`` (untouched, everything fails), ``alternatives_K`` and ``mistakes_K``.
     """
+    import torch
+
+    cuda = torch.cuda.is_available()
     students: dict[str, dict[str, nbformat.NotebookNode]] = {}
     expectations: list[Expectation] = []
     for name, catalogue in by_notebook().items():
@@ -62,7 +65,7 @@ def catalogue_class(course: Path, assignment: str) -> tuple[dict[str, dict[str, 
                     answers[e.solution_id] = e.alternatives[k].code
                     names.append(f"{e.solution_id}/{e.alternatives[k].name}")
             add(f"alternatives_{k}", fill_solutions(release_nb, answers), (), "alternatives " + ", ".join(names))
-        mistakes = [(e, m) for e in catalogue.exercises for m in e.mistakes]
+        mistakes = [(e, m) for e in catalogue.exercises for m in e.mistakes if m.caught_on_cuda or not cuda]
         for k, (e, m) in enumerate(mistakes):
             answers = dict(solutions, **{e.solution_id: m.code})
             add(f"mistakes_{k:02d}", fill_solutions(release_nb, answers), e.test_ids, f"mistake {e.solution_id}/{m.name}")

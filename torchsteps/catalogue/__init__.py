@@ -28,6 +28,9 @@ class Variant:
     code: str
     kind: str = "correct"
     description: str = ""
+    # False for a mistake that is right by accident on a grader with an NVIDIA GPU (answering
+    # "cuda" without checking); the suite expects it to fail only where CUDA is missing.
+    caught_on_cuda: bool = True
 
 
 @dataclass(frozen=True)

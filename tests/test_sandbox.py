@@ -1,0 +1,140 @@
+"""The sandbox stops each escape it is meant to stop (real bubblewrap, real kernels via nbclient)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from conftest import REPO
+from torchsteps.sandbox import SandboxedKernelManager, SandboxUnavailable, check_sandbox
+
+try:
+    check_sandbox()
+except SandboxUnavailable as why:  # pragma: no cover - CI installs bubblewrap
+    pytest.skip(f"no sandbox on this machine: {why}", allow_module_level=True)
+
+
+def run_in_sandbox(cells, tmp_path, timeout=60, **limits):
+    """Execute ``cells`` in a sandboxed kernel whose notebook folder is ``tmp_path``; outputs per cell."""
+    config = Config()
+    for key, value in limits.items():
+        setattr(config.SandboxedKernelManager, key, value)
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=True, config=config,
+        kernel_manager_class=SandboxedKernelManager, resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    outputs = []
+    for cell in nb.cells:
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        errors = [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
+        outputs.append((text.strip(), errors))
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def escapes(tmp_path_factory):
+    """One kernel tries every filesystem, network and identity escape; returns its outputs."""
+    folder = tmp_path_factory.mktemp("nb")
+    (folder / "checks.py").write_text("VALUE = 1\n")
+    (folder / "torch.py").write_text("raise SystemExit('student torch.py shadowed torch')\n")
+    (folder / "other_student.ipynb").write_text("{}")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    threading.Thread(target=_accept_quietly, args=(server,), daemon=True).start()
+    secret = REPO / "source"
+    cells = [
+        "import os, sys, socket, torch, checks\nprint(os.getuid(), os.getcwd(), sorted(os.listdir('.')), torch.__version__.split('+')[0])",
+        f"print(os.path.exists({str(secret)!r}), os.path.exists({str(REPO / 'gradebook.db')!r}), os.path.exists({str(REPO / 'submitted')!r}))",
+        f"s = socket.socket()\ns.settimeout(3)\ntry:\n    s.connect(('127.0.0.1', {port}))\n    print('connected')\nexcept OSError as e:\n    print('refused', type(e).__name__)",
+        "print(sorted(k for k in os.environ if 'TOKEN' in k or 'SECRET' in k or 'DB_URL' in k))",
+        "print(len([p for p in os.listdir('/proc') if p.isdigit()]))",
+        f"try:\n    open({str(REPO / 'pyproject.toml')!r}).read()\n    print('read')\nexcept OSError as e:\n    print('blocked', type(e).__name__)",
+        f"try:\n    open({sys_prefix_file()!r}, 'a').write('x')\n    print('wrote')\nexcept OSError as e:\n    print('read-only', type(e).__name__)",
+    ]
+    try:
+        return run_in_sandbox(cells, folder)
+    finally:
+        server.close()
+
+
+def _accept_quietly(server):
+    try:
+        server.accept()
+    except OSError:
+        pass  # closed when the test ends
+
+
+def sys_prefix_file():
+    import sys
+
+    return f"{sys.prefix}/pyvenv.cfg"
+
+
+def test_kernel_runs_as_an_unprivileged_user_in_a_private_copy(escapes):
+    text, errors = escapes[0]
+    assert not errors, errors
+    uid, cwd, files, version = text.split(" ", 3)
+    assert int(uid) != 0
+    assert cwd == "/home/student/work"
+    assert "checks.py" in files and "torch.py" not in files and "other_student.ipynb" not in files
+    assert version.endswith("2.13.0'") or "2.13.0" in version  # the real torch, not the student's torch.py
+
+
+def test_course_files_do_not_exist_inside(escapes):
+    assert escapes[1] == ("False False False", [])
+    assert escapes[5][0] == "blocked FileNotFoundError"
+
+
+def test_no_network(escapes):
+    assert escapes[2][0].startswith("refused"), escapes[2]
+
+
+def test_environment_is_cleared(escapes):
+    assert escapes[3][0] == "[]"
+
+
+def test_only_its_own_processes_are_visible(escapes):
+    assert int(escapes[4][0]) <= 5
+
+
+def test_python_environment_is_read_only(escapes):
+    assert escapes[6][0].startswith("read-only"), escapes[6]
+
+
+def test_memory_limit(tmp_path):
+    out = run_in_sandbox(["import numpy as np\nx = np.ones(2_000_000_000)\nprint('allocated')", "print('alive')"], tmp_path, memory_mb=1024)
+    assert out[0][1] and "MemoryError" in out[0][1][0]
+    assert out[1][0] == "alive"
+
+
+def test_process_limit(tmp_path):
+    code = (
+        "import os, time\nn = 0\ntry:\n    for _ in range(500):\n        if os.fork() == 0:\n            time.sleep(30)\n            os._exit(0)\n"
+        "        n += 1\nexcept OSError as e:\n    print('stopped', type(e).__name__, n)"
+    )
+    out = run_in_sandbox([code], tmp_path, max_processes=64)
+    assert out[0][0].startswith("stopped BlockingIOError"), out
+    assert int(out[0][0].split()[-1]) < 64
+
+
+def test_file_size_limit(tmp_path):
+    code = "try:\n    open('big', 'wb').write(b'x' * (3 * 1024 * 1024))\n    print('wrote')\nexcept OSError as e:\n    print('limited', e.errno)"
+    out = run_in_sandbox([code], tmp_path, max_file_mb=1)
+    assert out[0][0] == "limited 27", out  # EFBIG
+
+
+def test_cpu_limit_kills_a_spinning_kernel(tmp_path):
+    from nbclient.exceptions import DeadKernelError
+
+    with pytest.raises(DeadKernelError):
+        run_in_sandbox(["while True:\n    pass"], tmp_path, timeout=60, cpu_seconds=3)
