@@ -10,6 +10,9 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
     GetGrades,
     IgnorePattern,
     LimitOutput,
@@ -17,7 +20,7 @@ from nbgrader.preprocessors import (
 )
 
 from torchsteps.execute import GuardedExecute
-from torchsteps.preprocessors import HideHiddenTests, StderrIsNotFailure
+from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
 from torchsteps.tamper import FlagTampering
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
@@ -48,6 +51,19 @@ c.Roster.students = [
 ]
 # A submission from someone who is not on the roster is reported, not silently added.
 c.Autograde.create_student = False
+
+# --- Reading the submission -------------------------------------------------------------------------
+# Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission
+# (jupyter/nbgrader#1083), and flags a student changed on a graded cell are reset from the gradebook
+# before OverwriteCells (which otherwise fails with "Inconsistent checksums").
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateGradeIds,
+    OverwriteKernelspec,
+    RestoreCellMetadata,
+    OverwriteCells,
+    CheckCellMetadata,
+]
 
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files

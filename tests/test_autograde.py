@@ -40,7 +40,7 @@ def test_only_the_two_bad_submissions_fail_each_with_a_reason(graded):
     with (course.root / "grades.csv").open(newline="", encoding="utf-8") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert rows["broken"]["status"] == "error"
-    assert "NotJSONError" in rows["broken"]["reason"] and ".ipynb" in rows["broken"]["reason"]
+    assert "not valid notebook JSON" in rows["broken"]["reason"] and ".ipynb" in rows["broken"]["reason"]
     assert rows["stranger"]["status"] == "error"
     assert "not on the roster" in rows["stranger"]["reason"]
     assert rows["solutions"]["status"] == "graded"

@@ -15,9 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
+from nbgrader.utils import temp_attrs
 
 from .course import register_roster
+from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
 from .tamper import METADATA_KEY
 
 __all__ = ["SubmissionResult", "list_submissions", "grade_submission", "grade_class", "STATUS_FILE"]
@@ -111,26 +114,48 @@ def _tamper_flags(api: NbGraderAPI, assignment_id: str, student_id: str) -> list
     return flags
 
 
-def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str]) -> SubmissionResult:
-    """Autograde one submission and generate its feedback; never raises for a bad submission."""
+def expected_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, frozenset[str]]:
+    """``{notebook name: grade_ids of its source cells}`` of an assignment, from the gradebook."""
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        return {nb.name: frozenset(c.name for c in nb.source_cells) for nb in gb.find_assignment(assignment_id).notebooks}
+
+
+def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str], expected=None) -> SubmissionResult:
+    """Autograde one submission and generate its feedback; never raises for a bad submission.
+
+    nbgrader reads a staged copy (:mod:`torchsteps.staging`), so ``submitted/`` is never written.
+    """
     start = time.perf_counter()
     result = SubmissionResult(student_id, assignment_id, status="error")
-    folder = Path(api.coursedir.root) / api.coursedir.submitted_directory / student_id / assignment_id
-    if roster_ids and student_id not in roster_ids:
-        result.reason = f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)"
-    elif not folder.is_dir():
-        result.reason = f"no '{assignment_id}' folder in submitted/{student_id}"
-    else:
+    root = Path(api.coursedir.root)
+    folder = root / api.coursedir.submitted_directory / student_id / assignment_id
+    expected = expected if expected is not None else expected_notebooks(api, assignment_id)
+    try:
+        if roster_ids and student_id not in roster_ids:
+            raise UnreadableSubmission(f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)")
+        if not folder.is_dir():
+            raise UnreadableSubmission(f"no '{assignment_id}' folder in submitted/{student_id}")
+        staged = root / STAGING_DIR / student_id / assignment_id
+        result.notes = stage_submission(folder, staged, expected)
+        if not any(staged.glob("*.ipynb")):
+            raise UnreadableSubmission(
+                f"no notebook in submitted/{student_id}/{assignment_id} (expected {', '.join(f'{n}.ipynb' for n in sorted(expected))})"
+            )
+    except UnreadableSubmission as why:
+        result.reason = str(why)
+        result.seconds = time.perf_counter() - start
+        return result
+    with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
         graded = api.autograde(assignment_id, student_id, force=True, create=not roster_ids)
-        result.notes = _notes_from(graded.get("log", ""))
-        if not graded["success"]:
-            result.reason = _reason_from(graded)
-        else:
-            result.flags = _tamper_flags(api, assignment_id, student_id)
-            feedback = api.generate_feedback(assignment_id, student_id, force=True)
-            result.status = "graded"
-            if not feedback["success"]:
-                result.notes.append("feedback not generated: " + _reason_from(feedback))
+    result.notes += _notes_from(graded.get("log", ""))
+    if not graded["success"]:
+        result.reason = _reason_from(graded)
+    else:
+        result.flags = _tamper_flags(api, assignment_id, student_id)
+        feedback = api.generate_feedback(assignment_id, student_id, force=True)
+        result.status = "graded"
+        if not feedback["success"]:
+            result.notes.append("feedback not generated: " + _reason_from(feedback))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -150,9 +175,10 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, on_progress=None) -> li
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{generated.get('log', '')}{generated.get('error', '')}")
     roster_ids = {s["id"] for s in roster.students}
     students = list_submissions(api, assignment_id)
+    expected = expected_notebooks(api, assignment_id)
     results = []
     for done, student_id in enumerate(students, start=1):
-        results.append(grade_submission(api, assignment_id, student_id, roster_ids))
+        results.append(grade_submission(api, assignment_id, student_id, roster_ids, expected))
         if on_progress:
             on_progress(done, len(students), results[-1])
     write_status(api, results)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, NbGraderPreprocessor
 
-__all__ = ["StderrIsNotFailure", "HideHiddenTests"]
+__all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata"]
 
 
 class StderrIsNotFailure(NbGraderPreprocessor):
@@ -52,3 +53,64 @@ class HideHiddenTests(ClearHiddenTests):
                 if output.output_type == "error":
                     output.traceback = [f"{output.ename}: {output.evalue}"]
         return cell, resources
+
+
+class DeduplicateGradeIds(DeduplicateIds):
+    """nbgrader's ``DeduplicateIds``, fixed: a duplicated graded cell no longer stops the submission.
+
+    Upstream empties the duplicate's ``nbgrader`` metadata (``{}``), and later steps then fail with
+    ``KeyError: 'grade_id'`` on it (jupyter/nbgrader#1083). Here the metadata is removed, so the
+    duplicate becomes a plain cell; the last copy keeps its grade_id, as upstream intended.
+    """
+
+    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int):
+        if not (utils.is_grade(cell) or utils.is_solution(cell) or utils.is_locked(cell)):
+            return cell, resources
+        grade_id = cell.metadata.nbgrader.get("grade_id")
+        if grade_id in self.grade_ids:
+            self.log.warning("Cell with id '%s' exists multiple times; the earlier copy is graded as a plain cell", grade_id)
+            del cell.metadata["nbgrader"]
+        else:
+            self.grade_ids.add(grade_id)
+        return cell, resources
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Reset the nbgrader flags of every known cell from the gradebook before ``OverwriteCells``.
+
+    A student who flips a test cell's ``grade`` or ``solution`` flag makes upstream ``OverwriteCells``
+    fail with "Inconsistent checksums" (the checksum covers the flags), which stops the submission.
+    The instructor's version is the truth: ``grade``, ``solution``, ``locked`` and ``points`` come from
+    the gradebook for every cell whose grade_id it knows.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            for cell in nb.cells:
+                meta = cell.metadata.get("nbgrader")
+                grade_id = meta.get("grade_id") if meta else None
+                if not grade_id:
+                    continue
+                try:
+                    source = gb.find_source_cell(grade_id, info["notebook"], info["assignment"])
+                except MissingEntry:
+                    continue
+                meta["locked"] = bool(source.locked)
+                meta["solution"] = _exists(gb.find_solution_cell, grade_id, info)
+                try:
+                    graded = gb.find_graded_cell(grade_id, info["notebook"], info["assignment"])
+                    meta["grade"] = True
+                    meta["points"] = float(graded.max_score)
+                except MissingEntry:
+                    meta["grade"] = False
+                    meta.pop("points", None)
+        return nb, resources
+
+
+def _exists(find, grade_id, info) -> bool:
+    try:
+        find(grade_id, info["notebook"], info["assignment"])
+    except MissingEntry:
+        return False
+    return True

@@ -216,6 +216,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._chown_tree(root / "run")
         os.chmod(self.connection_file, stat.S_IRUSR | stat.S_IWUSR)
         kw["cwd"] = str(root)
+        # The kernel's own stdout/stderr (not the notebook's output, which travels over ZeroMQ) would
+        # otherwise land in the grader's terminal, and a student can flood it.
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
         return await super()._async_launch_kernel(self.sandbox_command(kernel_cmd, root), **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

@@ -1,0 +1,233 @@
+"""Every kind of bad submission gets the right score or a clear reason, and the class is still graded.
+
+One small course (a single notebook per student, so each kind costs at most one kernel) is graded twice
+by the real CLI; after grading, submitted files are byte-identical and the second run gives the same
+grades. Expected outcomes are given per student below.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import json
+import subprocess
+import sys
+import zipfile
+
+import nbformat
+import pytest
+
+from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
+from torchsteps.demo_class import instructor_answers
+from torchsteps.submissions import fill_solutions
+
+NOTEBOOK = "02_creating_tensors"
+
+
+def _grade(course, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "torchsteps", "--course", str(course), "grade", *extra],
+        capture_output=True, text=True, timeout=40 * 60,
+    )
+
+
+def _rows(course):
+    with (course / "grades.csv").open(newline="", encoding="utf-8") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def _cells(row):
+    return {k.split(":", 1)[1]: v for k, v in row.items() if k.startswith(NOTEBOOK + ":")}
+
+
+def _test_of(nb, solution_id):
+    return f"test_{solution_id}"
+
+
+def build_class(course):
+    """``{student: expectation}``; writes each student's submission into ``course/submitted``."""
+    source = nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
+    release = nbformat.read(str(course / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
+    answers = instructor_answers(source)
+    solutions = list(answers)
+    first, second = solutions[0], solutions[1]
+    good = fill_solutions(release, answers)
+    expect = {}
+
+    def folder(student):
+        path = course / "submitted" / student / ASSIGNMENT
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write(student, nb, name=f"{NOTEBOOK}.ipynb"):
+        nbformat.write(nb, str(folder(student) / name))
+
+    def raw(student, data: bytes, name=f"{NOTEBOOK}.ipynb"):
+        (folder(student) / name).write_bytes(data)
+
+    def with_answer(solution_id, code):
+        return fill_solutions(release, dict(answers, **{solution_id: code}))
+
+    # --- files that are not notebooks -------------------------------------------------------------
+    raw("invalid_json", b'{"cells": [')
+    expect["invalid_json"] = ("error", "not valid notebook JSON")
+    raw("empty_file", b"")
+    expect["empty_file"] = ("error", "empty file")
+    raw("not_utf8", nbformat.writes(good).encode().replace(b"Creating tensors", b"Creating tensors \xff\xfe", 1))
+    expect["not_utf8"] = ("full", "UTF-8")
+    # --- files renamed, missing or extra ----------------------------------------------------------
+    write("renamed", good, name=f"{NOTEBOOK} (1).ipynb")
+    expect["renamed"] = ("full", "renamed")
+    folder("missing")
+    (folder("missing") / "notes.txt").write_text("forgot the notebook")
+    expect["missing"] = ("error", "no notebook in submitted/missing")
+    write("extra_files", good)
+    (folder("extra_files") / "torch.py").write_text("raise SystemExit('shadowed torch')\n")
+    (folder("extra_files") / "checks.py").write_text("def check_tensor(*a, **k):\n    pass\n")
+    write("extra_files", release, name="scratch.ipynb")
+    expect["extra_files"] = ("full", "extra")
+    # --- notebook structure ----------------------------------------------------------------------
+    old = copy.deepcopy(good)
+    old.nbformat_minor = 0
+    for cell in old.cells:
+        cell.pop("id", None)
+    test_cell = next(c for c in old.cells if c.metadata.get("nbgrader", {}).get("grade_id") == _test_of(old, first))
+    test_cell.cell_type = "markdown"
+    test_cell.pop("outputs", None)
+    test_cell.pop("execution_count", None)
+    raw("old_format", json.dumps(old).encode())
+    expect["old_format"] = ("full", "")
+    dup = copy.deepcopy(good)
+    index = next(i for i, c in enumerate(dup.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == _test_of(dup, first))
+    clone = copy.deepcopy(dup.cells[index])
+    clone.id = "duplicated-cell"
+    dup.cells.insert(index + 1, clone)
+    write("duplicated_cell", dup)
+    expect["duplicated_cell"] = ("full", "")
+    deleted = copy.deepcopy(good)
+    deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != _test_of(deleted, first)]
+    write("test_deleted", deleted)
+    expect["test_deleted"] = ("full", "")
+    edited = copy.deepcopy(fill_solutions(release, {}))
+    for cell in edited.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            cell.source = "pass"
+            meta["points"] = 100
+    write("tests_edited", edited)
+    expect["tests_edited"] = ("zero", "")
+    flipped = copy.deepcopy(fill_solutions(release, {}))
+    for cell in flipped.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            meta["grade"] = False
+            cell.source = "pass"
+    write("grade_flag_flipped", flipped)
+    expect["grade_flag_flipped"] = ("zero", "")
+    # --- code that misbehaves --------------------------------------------------------------------
+    loop = answers[first].replace("def ", "def _unused_", 1) + "\n\ndef " + first + "(*args, **kwargs):\n    while True:\n        pass\n"
+    write("infinite_loop", with_answer(first, loop))
+    expect["infinite_loop"] = ("lose", first)
+    write("memory_bomb", with_answer(first, "import numpy as np\n_hog = np.ones(10**11)\n" + answers[first]))
+    expect["memory_bomb"] = ("lose", first)
+    write("fork_bomb", with_answer(first, "import os\nfor _ in range(10000):\n    try:\n        os.fork()\n    except OSError:\n        break\n" + answers[first]))
+    expect["fork_bomb"] = ("flagged", "os.fork")
+    write("kills_kernel", with_answer(second, "import os\nos._exit(1)\n"))
+    expect["kills_kernel"] = ("stops_at", second)
+    write("huge_output", with_answer(first, "print('x' * 50_000_000)\n" + answers[first]))
+    expect["huge_output"] = ("full", "")
+    write("stderr_and_warnings", with_answer(first, "import sys, warnings\nprint('debug', file=sys.stderr)\nwarnings.warn('careful')\n" + answers[first].replace("\n    ", "\n    warnings.warn('inside');\n    ", 1)))
+    expect["stderr_and_warnings"] = ("full", "")
+    write("calls_input", with_answer(first, "name = input('your name? ')\n" + answers[first]))
+    expect["calls_input"] = ("lose", first)
+    images = copy.deepcopy(good)
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * (36 * 1024 * 1024)).decode()
+    images.cells[0].attachments = {"big.png": {"image/png": png}}
+    images.cells[0].source += "\n\n![big](attachment:big.png)"
+    code_cell = next(c for c in images.cells if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("locked"))
+    code_cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png})]
+    write("huge_images", images)
+    expect["huge_images"] = ("full", "")
+    # --- tampering: scored as the code deserves, and flagged for manual review -------------------
+    write("patches_checks", with_answer(first, "import checks, torch\nchecks.check_tensor = lambda *a, **k: None\ntorch.testing.assert_close = lambda *a, **k: None\n"
+                                              f"def {first}(*args, **kwargs):\n    return None\n"))
+    expect["patches_checks"] = ("flagged", "checks.check_tensor")
+    write("fake_equal", with_answer(first, f"class Anything:\n    def __eq__(self, other):\n        return True\n\ndef {first}(*args, **kwargs):\n    return Anything()\n"))
+    expect["fake_equal"] = ("flagged", "__eq__")
+    secret = REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    write("reads_source", with_answer(first, f"try:\n    print(open({str(secret)!r}).read()[:100])\nexcept OSError as e:\n    print('no access', e)\n" + answers[first]))
+    expect["reads_source"] = ("flagged", "opens a file")
+    # --- who submits ------------------------------------------------------------------------------
+    write("stranger", good)
+    expect["stranger"] = ("error", "not on the roster")
+    write("fully_correct", good)
+    expect["fully_correct"] = ("full", "")
+    return expect
+
+
+@pytest.fixture(scope="module")
+def bad_class(tmp_path_factory):
+    course = tmp_path_factory.mktemp("bad") / "course"
+    copy_course(course, demo_class=False)
+    expect = build_class(course)
+    roster = sorted(s for s in expect if s != "stranger")
+    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
+        f.write(f"\nc.Roster.students = {[{'id': s} for s in roster]!r}\n")
+        f.write("c.GuardedExecute.timeout = 10\nc.GuardedExecute.notebook_timeout = 40\n")
+    before = tree_digest(course / "submitted")
+    first = _grade(course)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    rows_first = _rows(course)
+    second = _grade(course)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    return course, expect, before, rows_first, _rows(course), first.stdout
+
+
+def test_submitted_files_are_byte_identical_after_grading(bad_class):
+    course, _, before, *_ = bad_class
+    assert tree_digest(course / "submitted") == before
+
+
+def test_a_second_run_gives_the_same_grades(bad_class):
+    _, _, _, first, second, _ = bad_class
+    strip = lambda rows: {s: {k: v for k, v in r.items()} for s, r in rows.items()}
+    assert strip(first) == strip(second)
+
+
+def _check(student, row, expectation):
+    outcome, detail = expectation
+    cells = _cells(row)
+    where = f"{student}: {row['status']} {row['score']}/{row['max_score']} {row['reason']!r}"
+    if outcome == "error":
+        assert row["status"] == "error", where
+        assert detail.lower() in row["reason"].lower(), where
+        return
+    assert row["status"] == "graded", where
+    if detail and outcome in ("full", "zero"):
+        assert detail.lower() in row["reason"].lower(), where
+    if outcome == "full":
+        assert float(row["score"]) == float(row["max_score"]) > 0, where
+    elif outcome == "zero":
+        assert float(row["score"]) == 0, where
+    elif outcome == "lose" and detail:
+        lost = {k for k, v in cells.items() if float(v or 0) == 0}
+        assert lost == {f"test_{detail}"}, where
+    elif outcome == "flagged":
+        assert row["needs_manual_grade"] == "1" and detail in row["flags"], where
+    elif outcome == "stops_at":
+        ids = list(cells)
+        stop = ids.index(f"test_{detail}")
+        assert all(float(cells[k]) > 0 for k in ids[:stop]), where
+        assert all(float(cells[k] or 0) == 0 for k in ids[stop:]), where
+
+
+@pytest.mark.parametrize("student", [
+    "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
+    "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
+    "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct",
+    "patches_checks", "fake_equal", "reads_source",
+])
+def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):
+    _, expect, _, rows, _, _ = bad_class
+    _check(student, rows[student], expect[student])
