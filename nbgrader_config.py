@@ -28,9 +28,10 @@ c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this f
 # --- Course directory ---------------------------------------------------------------------------
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "pytorch-first-steps"
-# SQLite by default; any SQLAlchemy URL works (postgresql://user@host/db) for a shared gradebook.
+# SQLite by default; any SQLAlchemy URL works (postgresql://user@host/db) for a gradebook shared by
+# several machines. `timeout`: with parallel grading, wait up to 60 s for SQLite's write lock.
 c.CourseDirectory.db_url = os.environ.get(
-    "TORCHSTEPS_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+    "TORCHSTEPS_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db") + "?timeout=60"
 )
 
 # --- Roster: the assignment and the students, registered in the gradebook by `make grade` --------

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,8 +49,8 @@ def _grade(args) -> int:
         mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
-    console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)}")
-    results = grade_class(api, args.assignment, on_progress=progress)
+    console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
+    results = grade_class(api, args.assignment, jobs=args.jobs, on_progress=progress)
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
         columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
     parser.add_argument("--assignment", default=ASSIGNMENT)
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
+    grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
     args = parser.parse_args(argv)

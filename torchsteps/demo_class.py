@@ -71,8 +71,11 @@ def _mistake_for(exercise: Exercise, kinds: tuple[str, ...]):
     return None
 
 
-def answers_for(profile: Profile, catalogue: NotebookCatalogue, source_nb) -> tuple[dict[str, str], set[str]]:
-    """The answers a profile writes in one notebook, and the solution ids it gets wrong (or leaves blank)."""
+def answers_for(profile: Profile, catalogue: NotebookCatalogue, source_nb, cuda: bool = False) -> tuple[dict[str, str], set[str]]:
+    """The answers a profile writes in one notebook, and the solution ids it gets wrong (or leaves blank).
+
+    With ``cuda``, a mistake that is right by accident on a CUDA grader does not count as wrong.
+    """
     solutions = instructor_answers(source_nb)
     exercises = catalogue.exercises
     if profile.style == "solution":
@@ -93,7 +96,8 @@ def answers_for(profile: Profile, catalogue: NotebookCatalogue, source_nb) -> tu
         mistake = _mistake_for(e, profile.kinds)
         if mistake is not None:
             answers[e.solution_id] = mistake.code
-            wrong.add(e.solution_id)
+            if mistake.caught_on_cuda or not cuda:
+                wrong.add(e.solution_id)
     return answers, wrong
 
 
@@ -111,12 +115,15 @@ def _points(source_nb) -> dict[str, float]:
 
 def expected_scores(course: Path, assignment: str) -> dict[str, dict[str, float]]:
     """``{student: {notebook: points}}`` that autograding the demo class must give."""
+    import torch
+
+    cuda = torch.cuda.is_available()
     scores: dict[str, dict[str, float]] = {}
     for name, catalogue in by_notebook().items():
         source_nb = _read(course / "source" / assignment / f"{name}.ipynb")
         points = _points(source_nb)
         for student, profile in PROFILES.items():
-            _, wrong = answers_for(profile, catalogue, source_nb)
+            _, wrong = answers_for(profile, catalogue, source_nb, cuda)
             lost = sum(points[t] for e in catalogue.exercises if e.solution_id in wrong for t in e.test_ids)
             scores.setdefault(student, {})[name] = sum(points.values()) - lost
     return scores

@@ -96,15 +96,28 @@ class SandboxedKernelManager(AsyncKernelManager):
         help="glob patterns of files copied from the notebook's folder into the kernel's working copy; "
         "anything else there (other notebooks, files a student added such as a torch.py) stays outside",
     ).tag(config=True)
+    runtime_dir = Unicode(
+        "/var/tmp/torchsteps", help="where each sandbox's private folders (working copy, sockets) are made"
+    ).tag(config=True)
+    warm_start = Bool(
+        True, help="fork each kernel from a sandboxed parent that has already imported `preload` "
+        "(torchsteps.warm) instead of starting a new interpreter per notebook",
+    ).tag(config=True)
+    preload = List(Unicode(), ["numpy", "torch"], help="modules the warm parent imports once").tag(config=True)
     allow_unsandboxed = Bool(
         False, help="start kernels without the sandbox when none can be made (only on the instructor's explicit request)"
     ).tag(config=True)
 
     _sandbox_dir: str | None = None
     _sandboxed = False
+    _zygote = None
 
     def _make_private_dir(self) -> Path:
-        root = Path(tempfile.mkdtemp(prefix="torchsteps-kernel-"))
+        # Not under /tmp: inside the sandbox /tmp is the kernel's own (emptied between warm kernels),
+        # and the run/ folder must keep the same path on both sides.
+        base = Path(self.runtime_dir)
+        base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="torchsteps-kernel-", dir=base))
         os.chmod(root, 0o711)
         for sub in ("run", "work"):
             (root / sub).mkdir()
@@ -124,15 +137,23 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.log.warning("Running the kernel WITHOUT a sandbox (%s)", why)
             self._sandboxed = False
             return await super()._async_pre_start_kernel(**kw)
-        root = self._make_private_dir()
-        self._sandbox_dir = str(root)
+        if self.warm_start:
+            from .warm import get_zygote
+
+            self._zygote = get_zygote(self, list(self.preload))
+            root = self._zygote.root
+            name = f"kernel-{os.urandom(6).hex()}"
+        else:
+            root = self._make_private_dir()
+            self._sandbox_dir = str(root)
+            name = "kernel"
         # SIGINT to the process group would reach bwrap (the kernel's parent) and kill the sandbox;
         # ipykernel also takes interrupts as a message on the control channel.
         self.kernel_spec.interrupt_mode = "message"
         # ZeroMQ over UNIX sockets in a folder both sides see at the same path: the sandbox has no network.
         self.transport = "ipc"
-        self.connection_file = str(root / "run" / "kernel.json")
-        self.ip = str(root / "run" / "kernel")
+        self.connection_file = str(root / "run" / f"{name}.json")
+        self.ip = str(root / "run" / name)
         return await super()._async_pre_start_kernel(**kw)
 
     def _copy_workdir(self, cwd: str | None, dest: Path) -> None:
@@ -149,8 +170,12 @@ class SandboxedKernelManager(AsyncKernelManager):
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), self.uid, self.uid)
 
-    def sandbox_command(self, kernel_cmd: list[str], root: Path) -> list[str]:
-        """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``."""
+    def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None) -> list[str]:
+        """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``.
+
+        ``root`` holds ``work/`` (the kernel's working folder) and ``run/`` (connection file and
+        sockets); ``extra_ro_binds`` maps more host files to read-only paths inside.
+        """
         mib = 1024 * 1024
         limits = [
             "prlimit",
@@ -185,6 +210,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             "--perms", "1777", "--tmpfs", "/tmp",
             *_parents(SANDBOX_WORKDIR), "--bind", str(root / "work"), SANDBOX_WORKDIR,
             *_parents(str(root / "run")), "--bind", str(root / "run"), str(root / "run"),
+        ]
+        for source, target in (extra_ro_binds or {}).items():
+            bwrap += _parents(target) + ["--ro-bind", source, target]
+        bwrap += [
             "--chdir", SANDBOX_WORKDIR,
             "--clearenv",
             "--setenv", "HOME", SANDBOX_WORKDIR,
@@ -200,7 +229,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             "--",
         ]
         if os.geteuid() == 0:
-            drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs", "--"]
+            drop = [
+                "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+            ]
             # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv, not bwrap.
             bwrap = [a for a in bwrap if a not in ("--cap-drop", "ALL")]
         else:
@@ -210,11 +242,17 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if not self._sandboxed:
             return await super()._async_launch_kernel(kernel_cmd, **kw)
-        root = Path(self._sandbox_dir)
+        root = self._zygote.root if self._zygote else Path(self._sandbox_dir)
         self._copy_workdir(kw.pop("cwd", None), root / "work")
         self._chown_tree(root / "work")
         self._chown_tree(root / "run")
         os.chmod(self.connection_file, stat.S_IRUSR | stat.S_IWUSR)
+        if self._zygote:
+            # kernel_cmd is [python, -m, ipykernel_launcher, -f, <file>, ...]: the child runs the same app.
+            process = self._zygote.start_kernel(list(kernel_cmd[3:]))
+            self.provisioner.process, self.provisioner.pid, self.provisioner.pgid = process, process.pid, None
+            self._reconcile_connection_info(self.provisioner.connection_info)
+            return
         kw["cwd"] = str(root)
         # The kernel's own stdout/stderr (not the notebook's output, which travels over ZeroMQ) would
         # otherwise land in the grader's terminal, and a student can flood it.
@@ -223,6 +261,12 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
+        if self._zygote is not None and not restart:
+            self._zygote.reset()
+            prefix = Path(self.connection_file).stem
+            for leftover in self._zygote.run_dir.glob(prefix + "*"):
+                leftover.unlink(missing_ok=True)
+            self._zygote = None
         if self._sandbox_dir and not restart:
             shutil.rmtree(self._sandbox_dir, ignore_errors=True)
             self._sandbox_dir = None
