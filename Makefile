@@ -39,6 +39,11 @@ grade: $(STAMP) system-deps
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Stock nbgrader vs ours on N generated students (N=20 for a quick run); prints times, ratio, scaling.
+N ?= 100
+bench: $(STAMP) system-deps
+	$(BIN)/python -m torchsteps.bench --students $(N) $(if $(filter-out 100,$(N)),--scaling "",)
+
 # Regenerate release/ from source/ (what `make grade` does first) and the demo class from the catalogue.
 release: $(STAMP)
 	$(BIN)/nbgrader generate_assignment pytorch_basics --force

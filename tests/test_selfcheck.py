@@ -82,7 +82,8 @@ def test_a_correct_notebook_passes_item_by_item(pytester, release, student):
     result.stdout.fnmatch_lines([f"notebook {NOTEBOOK}: {total} / {total}", f"visible points: {total} / {total}"])
     # the points are item properties, so junitxml (CI) carries them
     xml = ET.parse(pytester.path / "report.xml")
-    recorded = {case.get("name"): float(case.find("properties/property[@name='points']").get("value")) for case in xml.iter("testcase")}
+    recorded = {case.get("name"): float(case.find("properties/property[@name='points']").get("value"))
+                for case in xml.iter("testcase")}
     assert recorded == cells
 
 
@@ -90,14 +91,16 @@ def test_a_mistake_fails_its_item_and_an_error_stops_the_run(pytester, release, 
     """One run, three notebooks: a catalogue mistake, a lesson cell that raises, an answer that does not parse."""
     nb, answers = student
     exercise = by_notebook()[NOTEBOOK].exercise("to_tensor_copy")
-    put(pytester.path / "mistake", fill_solutions(nb, dict(answers, to_tensor_copy=exercise.mistake("from-numpy").code)),
-        checks=release / "checks.py")
+    checks = release / "checks.py"
+    mistake = exercise.mistake("from-numpy").code
+    put(pytester.path / "mistake", fill_solutions(nb, dict(answers, to_tensor_copy=mistake)), checks=checks)
     raising = fill_solutions(nb, answers)
-    tests = [i for i, c in enumerate(raising.cells) if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")]
+    tests = [i for i, c in enumerate(raising.cells) if c.metadata.get("nbgrader", {}).get("grade")
+             and not c.metadata.nbgrader.get("solution")]
     raising.cells.insert(tests[1] + 1, nbformat.v4.new_code_cell("print('a lesson cell')\nraise ValueError('boom')"))
-    put(pytester.path / "raises", raising, checks=release / "checks.py")
-    put(pytester.path / "syntax", fill_solutions(nb, dict(answers, to_numpy_shared="def to_numpy_shared(t)\n    return t.numpy()\n")),
-        checks=release / "checks.py")
+    put(pytester.path / "raises", raising, checks=checks)
+    no_colon = "def to_numpy_shared(t)\n    return t.numpy()\n"
+    put(pytester.path / "syntax", fill_solutions(nb, dict(answers, to_numpy_shared=no_colon)), checks=checks)
 
     result = pytester.runpytest("-v", "mistake", "raises", "syntax")
     out = result.stdout.str()
@@ -129,7 +132,8 @@ def test_an_endless_loop_times_out(pytester):
     """A notebook of another course (--nb-any) whose second test cell never ends."""
     def test_cell(source, gid, pts):
         cell = nbformat.v4.new_code_cell(source)
-        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": gid, "points": pts, "locked": True, "schema_version": 3}
+        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": gid, "points": pts,
+                                     "locked": True, "schema_version": 3}
         return cell
 
     put(pytester.path, nbformat.v4.new_notebook(cells=[
@@ -170,7 +174,8 @@ def test_notebooks_that_cannot_be_checked_are_collection_errors(pytester, releas
         "broken.ipynb cannot be read as a notebook: Notebook does not appear to be JSON*",
         f"{NOTEBOOK}.ipynb holds the test cells of 02_creating_tensors.ipynb of this course*",
         "scratch.ipynb has no nbgrader test cells*",
-        "homework3.ipynb is not a notebook of this course: its test cells (test_elsewhere) belong to none of 01_numpy_and_pytorch.ipynb, *--nb-any*",
+        "homework3.ipynb is not a notebook of this course: its test cells (test_elsewhere) belong to none of "
+        "01_numpy_and_pytorch.ipynb, *--nb-any*",
     ])
     assert "checkpoint" not in out
 
@@ -187,7 +192,8 @@ def test_the_instructor_notebooks_pass_every_test_cell(pytester):
     result.assert_outcomes(passed=sum(len(cells) for cells in notebooks.values()))
     assert "plugins: torchsteps" in result.stdout.str()
     total = sum(sum(cells.values()) for cells in notebooks.values())
-    result.stdout.fnmatch_lines([f"notebook {name}: {sum(c.values()):g} / {sum(c.values()):g}" for name, c in notebooks.items()])
+    result.stdout.fnmatch_lines([f"notebook {name}: {sum(c.values()):g} / {sum(c.values()):g}"
+                                 for name, c in notebooks.items()])
     result.stdout.fnmatch_lines([f"visible points: {total:g} / {total:g}"])
 
 
@@ -203,7 +209,8 @@ def test_student_fresh_venv(tmp_path, release, student):
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/bin:/bin"
     subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True, env=env)
-    pip = subprocess.run([venv / "bin" / "pip", "install", "--quiet", str(package)], capture_output=True, text=True, env=env)
+    pip = subprocess.run([venv / "bin" / "pip", "install", "--quiet", str(package)],
+                         capture_output=True, text=True, env=env)
     assert pip.returncode == 0, pip.stderr[-3000:]
 
     home = tmp_path / "student"

@@ -50,12 +50,13 @@ def _grade(args) -> int:
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
     console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
-    results = grade_class(api, args.assignment, jobs=args.jobs, on_progress=progress)
+    results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only, on_progress=progress)
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
         columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
     print_grades(columns, rows, console)
-    console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment, results)}")
+    if not args.autograde_only:
+        console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment, results)}")
     elapsed = time.perf_counter() - start
     failed = [r for r in results if r.status != "graded"]
     console.print(
@@ -80,6 +81,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
+    grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
     args = parser.parse_args(argv)

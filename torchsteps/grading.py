@@ -126,8 +126,8 @@ def expected_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, frozen
         return {nb.name: frozenset(c.name for c in nb.source_cells) for nb in gb.find_assignment(assignment_id).notebooks}
 
 
-def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str], expected=None) -> SubmissionResult:
-    """Autograde one submission and generate its feedback; never raises for a bad submission.
+def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
+    """Autograde one submission and (with ``feedback``) generate its feedback; never raises for a bad submission.
 
     nbgrader reads a staged copy (:mod:`torchsteps.staging`), so ``submitted/`` is never written.
     """
@@ -158,15 +158,16 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
         result.reason = _reason_from(graded)
     else:
         result.flags = _tamper_flags(api, assignment_id, student_id)
-        feedback = api.generate_feedback(assignment_id, student_id, force=True)
         result.status = "graded"
-        if not feedback["success"]:
-            result.notes.append("feedback not generated: " + _reason_from(feedback))
+        if feedback:
+            made = api.generate_feedback(assignment_id, student_id, force=True)
+            if not made["success"]:
+                result.notes.append("feedback not generated: " + _reason_from(made))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, on_progress=None) -> list[SubmissionResult]:
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None) -> list[SubmissionResult]:
     """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
@@ -196,11 +197,11 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, on_progr
 
     if jobs <= 1 or len(students) <= 1:
         for student_id in students:
-            record(grade_submission(api, assignment_id, student_id, roster_ids, expected))
+            record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
     else:
         from .parallel import grade_in_parallel
 
-        for result in grade_in_parallel(api, assignment_id, students, roster_ids, expected, jobs):
+        for result in grade_in_parallel(api, assignment_id, students, roster_ids, expected, jobs, feedback):
             record(result)
     ordered = [results[s] for s in students]
     write_status(api, ordered)
