@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: grade test bench demo-class release clean system-deps test-deps
 
 # System tools: bubblewrap and util-linux (prlimit, setpriv) for the sandbox that runs student code;
-# Chromium for the test that opens the HTML report. Installed with apt-get when run as root on
+# Chromium for the test that opens the HTML report; PostgreSQL for the shared-gradebook test. Installed with apt-get when run as root on
 # Debian/Ubuntu, otherwise checked and named.
 APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
@@ -24,6 +24,7 @@ system-deps:
 
 test-deps: system-deps
 	@command -v chromium >/dev/null || { $(call APT_INSTALL,chromium); }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { $(call APT_INSTALL,postgresql); }
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -33,6 +33,9 @@ c.CourseDirectory.course_id = "pytorch-first-steps"
 c.CourseDirectory.db_url = os.environ.get(
     "TORCHSTEPS_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db") + "?timeout=60"
 )
+# SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the driver installed (requirements.lock) is psycopg2.
+if c.CourseDirectory.db_url.startswith(("postgresql://", "postgres://")):
+    c.CourseDirectory.db_url = "postgresql+psycopg2://" + c.CourseDirectory.db_url.split("://", 1)[1]
 
 # --- Roster: the assignment and the students, registered in the gradebook by `make grade` --------
 c.Roster.assignments = [{"name": "pytorch_basics"}]
@@ -52,6 +55,18 @@ c.Roster.students = [
 ]
 # A submission from someone who is not on the roster is reported, not silently added.
 c.Autograde.create_student = False
+
+# --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
+# Put the LMS's download (.zip) in downloaded/pytorch_basics/archive/. File names inside follow
+# Blackboard: <LMS assignment>_<student id>_attempt_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb
+c.ZipCollectApp.collector_plugin = "torchsteps.collect.LmsFileNameCollectorPlugin"
+c.ZipCollectApp.extractor_plugin = "torchsteps.collect.LmsExtractorPlugin"
+c.FileNameCollectorPlugin.named_regexp = (
+    r"^(?:.*/)?(?P<lms_assignment>[^/._][^/]*?)_(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*)"
+    r"_attempt_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
+)
+c.LmsFileNameCollectorPlugin.timestamp_format = "%Y-%m-%d-%H-%M-%S"
+c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
 
 # --- Reading the submission -------------------------------------------------------------------------
 # Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission

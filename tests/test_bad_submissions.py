@@ -168,6 +168,13 @@ def build_class(course):
     expect["stranger"] = ("error", "not on the roster")
     write("fully_correct", good)
     expect["fully_correct"] = ("full", "")
+    # --- an LMS bulk download, collected by `make grade` (nbgrader zip_collect) -----------------------
+    archive = course / "downloaded" / ASSIGNMENT / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "gradebook_download.zip", "w") as zf:
+        zf.writestr(f"PyTorch basics_lms.student_attempt_2026-11-20-09-30-00_{NOTEBOOK}.ipynb", nbformat.writes(good))
+        zf.writestr("PyTorch basics_lms.student_attempt_2026-11-20-09-30-00.txt", "submission comment")
+    expect["lms.student"] = ("full", "")
     return expect
 
 
@@ -191,7 +198,10 @@ def bad_class(tmp_path_factory):
 
 def test_submitted_files_are_byte_identical_after_grading(bad_class):
     course, _, before, *_ = bad_class
-    assert tree_digest(course / "submitted") == before
+    after = tree_digest(course / "submitted")
+    collected = {k for k in after if k.startswith("lms.student/")}
+    assert collected, "the LMS download was not collected into submitted/"
+    assert {k: v for k, v in after.items() if k not in collected} == before
 
 
 def test_a_second_run_gives_the_same_grades(bad_class):
@@ -231,7 +241,7 @@ def _check(student, row, expectation):
     "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
     "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
     "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct",
-    "patches_checks", "fake_equal", "reads_source",
+    "patches_checks", "fake_equal", "reads_source", "lms.student",
 ])
 def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):
     _, expect, _, rows, _, _ = bad_class

@@ -50,7 +50,8 @@ def _grade(args) -> int:
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
     console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
-    results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only, on_progress=progress)
+    results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only,
+                          on_progress=progress, on_note=lambda note: console.print(note, markup=False))
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
         columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)

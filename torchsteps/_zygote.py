@@ -76,8 +76,11 @@ def _become_kernel(argv, workdir, keep_fds):
 def main():
     preload = json.loads(sys.argv[1])
     workdir = sys.argv[2]
+    warmup = sys.argv[3] if len(sys.argv) > 3 else ""
     for name in preload:
         __import__(name)
+    if warmup:
+        exec(warmup, {})  # e.g. the first meta-device op, which imports torch's meta kernels (~1.7 s)
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
 

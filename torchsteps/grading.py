@@ -167,7 +167,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None) -> list[SubmissionResult]:
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None) -> list[SubmissionResult]:
     """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
@@ -175,6 +175,8 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     and the gradebook is shared through the database). Results come back in student order whatever
     the order of completion, and are the same as with ``jobs=1``.
 
+    An LMS bulk download in ``downloaded/<assignment>/archive/`` is collected into ``submitted/``
+    first (:func:`torchsteps.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
     ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
     :data:`STATUS_FILE` for the export.
 
@@ -185,6 +187,11 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     generated = api.generate_assignment(assignment_id, force=True)
     if not generated["success"]:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{generated.get('log', '')}{generated.get('error', '')}")
+    from .collect import collect_lms_downloads
+
+    for note in collect_lms_downloads(api, assignment_id):
+        if on_note:
+            on_note(note)
     roster_ids = {s["id"] for s in roster.students}
     students = list_submissions(api, assignment_id)
     expected = expected_notebooks(api, assignment_id)

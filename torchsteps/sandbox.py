@@ -104,6 +104,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         "(torchsteps.warm) instead of starting a new interpreter per notebook",
     ).tag(config=True)
     preload = List(Unicode(), ["numpy", "torch"], help="modules the warm parent imports once").tag(config=True)
+    warmup = Unicode(
+        "import torch; torch.ones(1, device='meta') + 1",
+        help="code the warm parent runs once after the imports, to load what torch imports lazily "
+        "(the first meta-device operation takes about 1.7 s)",
+    ).tag(config=True)
     allow_unsandboxed = Bool(
         False, help="start kernels without the sandbox when none can be made (only on the instructor's explicit request)"
     ).tag(config=True)
@@ -140,7 +145,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.warm_start:
             from .warm import get_zygote
 
-            self._zygote = get_zygote(self, list(self.preload))
+            self._zygote = get_zygote(self, list(self.preload), self.warmup)
             root = self._zygote.root
             name = f"kernel-{os.urandom(6).hex()}"
         else:

@@ -39,7 +39,7 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """One sandboxed warm parent process; kernels are forked from it one at a time."""
 
-    def __init__(self, manager, preload: list[str]):
+    def __init__(self, manager, preload: list[str], warmup: str = ""):
         from .sandbox import SANDBOX_WORKDIR
 
         self.root = manager._make_private_dir()
@@ -48,7 +48,7 @@ class Zygote:
         manager._chown_tree(self.root / "run")
         manager._chown_tree(self.root / "work")
         command = manager.sandbox_command(
-            [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(preload), SANDBOX_WORKDIR],
+            [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(preload), SANDBOX_WORKDIR, warmup],
             self.root,
             extra_ro_binds={str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE},
         )
@@ -156,17 +156,17 @@ class ForkedKernel:
 _zygotes: dict[tuple, Zygote] = {}
 
 
-def get_zygote(manager, preload: list[str]) -> Zygote:
+def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
     """The warm parent of this process for the manager's sandbox settings (started on first use)."""
     key = (
         manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
-        manager.max_open_files, manager.uid, tuple(preload),
+        manager.max_open_files, manager.uid, tuple(preload), warmup,
     )
     zygote = _zygotes.get(key)
     if zygote is None or not zygote.alive():
         if zygote is not None:
             zygote.close()
-        zygote = _zygotes[key] = Zygote(manager, preload)
+        zygote = _zygotes[key] = Zygote(manager, preload, warmup)
     return zygote
 
 
