@@ -28,21 +28,6 @@ from torchsteps.submissions import fill_solutions
 
 NOTEBOOK = "02_creating_tensors"
 
-# What nbgrader_config.py holds for LMS downloads (the same lines, pasted).
-CONFIG_LINES = r'''
-# --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
-# Put the LMS's download (.zip) in downloaded/pytorch_basics/archive/. File names inside follow
-# Blackboard: <LMS assignment>_<student id>_attempt_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb
-c.ZipCollectApp.collector_plugin = "torchsteps.collect.LmsFileNameCollectorPlugin"
-c.ZipCollectApp.extractor_plugin = "torchsteps.collect.LmsExtractorPlugin"
-c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<lms_assignment>[^/._][^/]*?)_(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*)"
-    r"_attempt_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
-)
-c.LmsFileNameCollectorPlugin.timestamp_format = "%Y-%m-%d-%H-%M-%S"
-c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
-'''
-
 ADA_NEW = f"pytorch_basics_ada_attempt_2024-03-01-14-05-09_{NOTEBOOK}.ipynb"
 ADA_OLD = f"pytorch_basics_ada_attempt_2024-02-28-09-00-00_{NOTEBOOK}.ipynb"
 JO = f"pytorch_basics_jo.mensah_attempt_2024-12-31-23-59-59_{NOTEBOOK} (1).ipynb"
@@ -52,10 +37,8 @@ MACOS = f"__MACOSX/._{ADA_NEW}"
 
 
 def _course(tmp_path):
-    course = copy_course(tmp_path / "course", demo_class=False)
-    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(CONFIG_LINES)
-    return course
+    # The course's own nbgrader_config.py holds the LMS settings (collector, regexp, timestamp format).
+    return copy_course(tmp_path / "course", demo_class=False)
 
 
 def _notebooks(course):

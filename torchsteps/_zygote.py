@@ -113,7 +113,15 @@ def main():
         message = json.loads(line)
         command = message["cmd"]
         if command == "start":
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as e:  # the process limit, if something survived the last reset
+                _kill_everything_else()
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    reply(error=f"fork failed: {e}")
+                    continue
             if pid == 0:
                 _become_kernel(message["argv"], workdir, (control_in, control_out))
             child, status = pid, None

@@ -35,6 +35,7 @@ import nbformat
 
 from .export import ExerciseColumn, GradeRow, collect_rows
 from .grading import SubmissionResult, read_status
+from .table import short_labels
 
 __all__ = [
     "REPORT_FILE",
@@ -140,16 +141,6 @@ class ReportData:
     not_submitted: list[str]  # roster students with no submission
 
 
-def _labels(columns: list[ExerciseColumn]) -> list[str]:
-    notebooks = list(dict.fromkeys(c.notebook for c in columns))
-    counters: dict[str, int] = {}
-    labels = []
-    for c in columns:
-        counters[c.notebook] = counters.get(c.notebook, 0) + 1
-        labels.append(f"{notebooks.index(c.notebook) + 1}.{counters[c.notebook]}")
-    return labels
-
-
 def _notebook_errors(path: Path) -> dict[str, str] | None:
     """``{grade_id: message}`` of the test cells with an error output; ``None`` if there is no notebook."""
     if not path.is_file():
@@ -212,7 +203,7 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
 
     totals = [sum(score(r, c) for c in columns) for r in graded]
     exercises = []
-    for label, c in zip(_labels(columns), columns):
+    for label, c in zip(short_labels(columns), columns):
         points = [score(r, c) for r in graded]
         fractions = [p / c.max_score if c.max_score else 0.0 for p in points]
         rest = [t - p for t, p in zip(totals, points)]

@@ -69,6 +69,33 @@ def _python_roots() -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr"))
 
 
+_claimed_uid: tuple[int, object] | None = None
+
+
+def _claim_uid(base: int, lock_dir: Path) -> int:
+    """A user id for this process's sandboxes that no other live grading process holds.
+
+    Held with an ``flock`` on ``<lock_dir>/uid-<id>.lock`` for the life of the process (the lock goes
+    with the process, also when it is killed).
+    """
+    global _claimed_uid
+    import fcntl
+
+    if _claimed_uid is not None and _claimed_uid[0] >= base:
+        return _claimed_uid[0]
+    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    for uid in range(base, base + 1000):
+        handle = open(lock_dir / f"uid-{uid}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed_uid = (uid, handle)
+        return uid
+    raise SandboxUnavailable(f"no free sandbox user id in {base}..{base + 999}")
+
+
 def _parents(path: str) -> list[str]:
     """bwrap arguments creating the missing parent folders of ``path`` world-traversable.
 
@@ -90,7 +117,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     ).tag(config=True)
     max_file_mb = Integer(64, help="largest file the kernel may write (RLIMIT_FSIZE), MiB").tag(config=True)
     max_open_files = Integer(256, help="open file descriptors (RLIMIT_NOFILE)").tag(config=True)
-    uid = Integer(64123, help="unprivileged user id the kernel runs as (when grading as root)").tag(config=True)
+    uid = Integer(
+        64100, help="first of the unprivileged user ids kernels run as (when grading as root); each grading "
+        "process takes its own id from uid, uid+1, ..., so that one sandbox's process limit and "
+        "kill-everything cleanup never touch another's",
+    ).tag(config=True)
     workdir_files = List(
         Unicode(), ["checks.py"],
         help="glob patterns of files copied from the notebook's folder into the kernel's working copy; "
@@ -146,6 +177,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             from .warm import get_zygote
 
             self._zygote = get_zygote(self, list(self.preload), self.warmup)
+            if not self._zygote.responsive():
+                # A previous kernel (same user) may have killed or stopped it: start a new one.
+                self._zygote.close()
+                self._zygote = get_zygote(self, list(self.preload), self.warmup)
             root = self._zygote.root
             name = f"kernel-{os.urandom(6).hex()}"
         else:
@@ -167,13 +202,19 @@ class SandboxedKernelManager(AsyncKernelManager):
                 if entry.is_file(follow_symlinks=False) and any(fnmatch(entry.name, p) for p in self.workdir_files):
                     shutil.copyfile(entry.path, dest / entry.name)
 
+    @property
+    def kernel_uid(self) -> int:
+        """The user id this process's kernels run as (see ``uid``)."""
+        return _claim_uid(self.uid, Path(self.runtime_dir))
+
     def _chown_tree(self, path: Path) -> None:
         if os.geteuid() != 0:
             return
+        uid = self.kernel_uid
         for dirpath, dirnames, filenames in os.walk(path):
-            os.chown(dirpath, self.uid, self.uid)
+            os.chown(dirpath, uid, uid)
             for name in filenames:
-                os.chown(os.path.join(dirpath, name), self.uid, self.uid)
+                os.chown(os.path.join(dirpath, name), uid, uid)
 
     def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None) -> list[str]:
         """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``.
@@ -235,7 +276,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         ]
         if os.geteuid() == 0:
             drop = [
-                "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                "setpriv", f"--reuid={self.kernel_uid}", f"--regid={self.kernel_uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
             ]
             # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv, not bwrap.

@@ -7,10 +7,10 @@ from rich.table import Table
 
 from .export import ExerciseColumn, GradeRow
 
-__all__ = ["print_grades"]
+__all__ = ["print_grades", "short_labels"]
 
 
-def _short_labels(columns: list[ExerciseColumn]) -> list[str]:
+def short_labels(columns: list[ExerciseColumn]) -> list[str]:
     """``1.1, 1.2, ..., 2.1``: notebook number and exercise number, to keep the table narrow."""
     notebooks = list(dict.fromkeys(c.notebook for c in columns))
     counters: dict[str, int] = {}
@@ -23,7 +23,7 @@ def _short_labels(columns: list[ExerciseColumn]) -> list[str]:
 
 def print_grades(columns: list[ExerciseColumn], rows: list[GradeRow], console: Console | None = None) -> None:
     console = console or Console(width=200)
-    labels = _short_labels(columns)
+    labels = short_labels(columns)
     table = Table(title="Grades (points per exercise)", header_style="bold", pad_edge=False)
     table.add_column("student")
     for label in labels:

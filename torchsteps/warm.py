@@ -86,8 +86,18 @@ class Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def responsive(self) -> bool:
+        """Alive and answering (a stopped parent fails this within the request timeout)."""
+        try:
+            return self.alive() and "status" in self.request(cmd="poll")
+        except ZygoteError:
+            return False
+
     def start_kernel(self, argv: list[str]) -> "ForkedKernel":
-        return ForkedKernel(self, self.request(cmd="start", argv=argv)["pid"])
+        reply = self.request(cmd="start", argv=argv)
+        if "pid" not in reply:
+            raise ZygoteError(f"the warm kernel parent could not fork: {reply.get('error')}")
+        return ForkedKernel(self, reply["pid"])
 
     def reset(self) -> None:
         """Kill whatever the last kernel left running; empty /tmp and the working folder."""
@@ -160,7 +170,7 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
     """The warm parent of this process for the manager's sandbox settings (started on first use)."""
     key = (
         manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
-        manager.max_open_files, manager.uid, tuple(preload), warmup,
+        manager.max_open_files, manager.kernel_uid, tuple(preload), warmup,
     )
     zygote = _zygotes.get(key)
     if zygote is None or not zygote.alive():
