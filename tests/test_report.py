@@ -179,7 +179,7 @@ def test_failure_messages_are_grouped_and_counted(data):
 def test_ungraded_students_and_reasons(data):
     reasons = dict(data.ungraded)
     assert set(reasons) == {"dev", "stranger"}
-    assert "NotJSONError" in reasons["dev"] and f"{NOTEBOOK}.ipynb" in reasons["dev"]
+    assert "not valid notebook JSON" in reasons["dev"] and f"{NOTEBOOK}.ipynb" in reasons["dev"]
     assert "not on the roster" in reasons["stranger"]
     assert "eli" in data.not_submitted and "ada" not in data.not_submitted
 
@@ -246,7 +246,7 @@ def test_page_tables(page, data):
     rows = {attrs["data-exercise"]: attrs for tag, attrs in parsed.elements if tag == "tr" and "data-exercise" in attrs}
     assert list(rows) == [c.key for c in data.columns]
     text = " ".join(parsed.text)
-    assert "NotJSONError" in text and "not on the roster" in text and NOT_SUBMITTED in text
+    assert "not valid notebook JSON" in text and "not on the roster" in text and NOT_SUBMITTED in text
     # Full-marks percentage and discrimination as shown (1 of 3 students passed pick_device; n/a elsewhere).
     row = re.search(r'<tr data-exercise="04_devices:test_pick_device">(.*?)</tr>', page).group(1)
     assert '<td class="num full-marks">33%</td>' in row and '<td class="num mean-score">33%</td>' in row

@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import sys
@@ -54,10 +55,13 @@ def _kill_everything_else():
         time.sleep(0.01)
 
 
-def _become_kernel(argv, workdir, keep_fds):
+def _become_kernel(argv, workdir, keep_fds, cpu_seconds):
     """In the forked child: a new session, clean stdio, then an IPython kernel; never returns."""
     try:
         os.setsid()  # its own process group: ipykernel's interrupt (killpg) reaches it alone
+        if cpu_seconds:
+            # Set here, not on the parent: the parent's own CPU time (the imports) must not count.
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         for fd in keep_fds:
             os.close(fd)
         os.chdir(workdir)
@@ -74,9 +78,9 @@ def _become_kernel(argv, workdir, keep_fds):
 
 
 def main():
-    preload = json.loads(sys.argv[1])
-    workdir = sys.argv[2]
-    warmup = sys.argv[3] if len(sys.argv) > 3 else ""
+    settings = json.loads(sys.argv[1])
+    preload, workdir = settings["preload"], settings["workdir"]
+    warmup, cpu_seconds = settings.get("warmup", ""), settings.get("cpu_seconds", 0)
     for name in preload:
         __import__(name)
     if warmup:
@@ -123,7 +127,7 @@ def main():
                     reply(error=f"fork failed: {e}")
                     continue
             if pid == 0:
-                _become_kernel(message["argv"], workdir, (control_in, control_out))
+                _become_kernel(message["argv"], workdir, (control_in, control_out), cpu_seconds)
             child, status = pid, None
             reply(pid=pid)
         elif command == "poll":

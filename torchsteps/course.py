@@ -39,6 +39,7 @@ def load_config(root: str | os.PathLike) -> Config:
     Raises:
         FileNotFoundError: if ``root`` has no ``nbgrader_config.py``.
     """
+    _put_environment_scripts_on_path()
     root = Path(root).resolve()
     if not (root / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{root} is not a course directory: no {CONFIG_FILE}")

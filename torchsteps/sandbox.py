@@ -216,7 +216,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), uid, uid)
 
-    def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None) -> list[str]:
+    def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None,
+                        cpu_limit: bool = True) -> list[str]:
         """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``.
 
         ``root`` holds ``work/`` (the kernel's working folder) and ``run/`` (connection file and
@@ -226,7 +227,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         limits = [
             "prlimit",
             f"--as={self.memory_mb * mib}",
-            f"--cpu={self.cpu_seconds}",
+            *([f"--cpu={self.cpu_seconds}"] if cpu_limit else []),
             f"--nproc={self.max_processes}",
             f"--fsize={self.max_file_mb * mib}",
             f"--nofile={self.max_open_files}",

@@ -47,10 +47,12 @@ class Zygote:
         self.work_dir = self.root / "work"
         manager._chown_tree(self.root / "run")
         manager._chown_tree(self.root / "work")
+        settings = {"preload": preload, "workdir": SANDBOX_WORKDIR, "warmup": warmup, "cpu_seconds": manager.cpu_seconds}
         command = manager.sandbox_command(
-            [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(preload), SANDBOX_WORKDIR, warmup],
+            [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(settings)],
             self.root,
             extra_ro_binds={str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE},
+            cpu_limit=False,  # each kernel gets the CPU limit when it is forked (see _zygote.py)
         )
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
