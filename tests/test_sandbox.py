@@ -138,3 +138,37 @@ def test_cpu_limit_kills_a_spinning_kernel(tmp_path):
 
     with pytest.raises(DeadKernelError):
         run_in_sandbox(["while True:\n    pass"], tmp_path, timeout=60, cpu_seconds=3)
+
+
+def test_warm_kernels_share_nothing_and_plant_nothing(tmp_path):
+    """Two notebooks in a row from the same warm parent: the second sees nothing the first left.
+
+    Regression: the first kernel plants links in its run/ and working folders pointing at a root-owned
+    file outside; the grader (root) must not follow them when it sets up the next kernel.
+    """
+    import os
+
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    first = run_in_sandbox([
+        "import os, subprocess\n"
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "run = os.path.dirname(IPKernelApp.instance().connection_file)\n"
+        f"os.symlink({str(victim)!r}, os.path.join(run, 'planted'))\n"
+        f"os.symlink({str(victim)!r}, 'planted-here')\n"
+        "open('/tmp/secret', 'w').write('from the first student')\n"
+        "open('secret', 'w').write('from the first student')\n"
+        "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "print(os.getppid())"
+    ], tmp_path)
+    assert not first[0][1], first
+    second = run_in_sandbox([
+        "import os\n"
+        "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]\n"
+        "print(os.getppid(), os.path.exists('/tmp/secret'), os.path.exists('secret'), os.path.lexists('planted-here'), len(others))"
+    ], tmp_path)
+    parent, tmp_secret, work_secret, link, others = second[0][0].split()
+    assert parent == first[0][0], "both kernels should come from the same warm parent"
+    assert (tmp_secret, work_secret, link) == ("False", "False", "False")
+    assert int(others) == 0, "a process the first kernel started is still running"
+    assert os.stat(victim).st_uid == 0 and victim.read_text() == "root's file\n"

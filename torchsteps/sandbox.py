@@ -43,8 +43,17 @@ class SandboxUnavailable(RuntimeError):
     """No sandbox can be made on this machine (not Linux, a tool missing, namespaces refused)."""
 
 
+_sandbox_checked = False
+
+
 def check_sandbox() -> None:
-    """Raise :class:`SandboxUnavailable` with the reason if a sandboxed kernel cannot start here."""
+    """Raise :class:`SandboxUnavailable` with the reason if a sandboxed kernel cannot start here.
+
+    A success is remembered for the life of the process (the probe starts bubblewrap once).
+    """
+    global _sandbox_checked
+    if _sandbox_checked:
+        return
     if not sys.platform.startswith("linux"):
         raise SandboxUnavailable(f"the sandbox needs Linux namespaces; this is {sys.platform}")
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
@@ -58,6 +67,7 @@ def check_sandbox() -> None:
     )
     if probe.returncode != 0:
         raise SandboxUnavailable(f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}")
+    _sandbox_checked = True
 
 
 def _python_roots() -> list[str]:
@@ -211,10 +221,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         if os.geteuid() != 0:
             return
         uid = self.kernel_uid
+        # Never follow a link: a kernel could plant one pointing at a file it wants root to hand over.
         for dirpath, dirnames, filenames in os.walk(path):
-            os.chown(dirpath, uid, uid)
-            for name in filenames:
-                os.chown(os.path.join(dirpath, name), uid, uid)
+            os.chown(dirpath, uid, uid, follow_symlinks=False)
+            for name in filenames + dirnames:
+                os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
     def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None,
                         cpu_limit: bool = True) -> list[str]:
@@ -310,9 +321,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if self._zygote is not None and not restart:
             self._zygote.reset()
-            prefix = Path(self.connection_file).stem
-            for leftover in self._zygote.run_dir.glob(prefix + "*"):
-                leftover.unlink(missing_ok=True)
             self._zygote = None
         if self._sandbox_dir and not restart:
             shutil.rmtree(self._sandbox_dir, ignore_errors=True)
