@@ -172,3 +172,14 @@ def test_warm_kernels_share_nothing_and_plant_nothing(tmp_path):
     assert (tmp_secret, work_secret, link) == ("False", "False", "False")
     assert int(others) == 0, "a process the first kernel started is still running"
     assert os.stat(victim).st_uid == 0 and victim.read_text() == "root's file\n"
+
+
+def test_environment_under_tmp_stays_visible(tmp_path, monkeypatch):
+    """Regression: the sandbox's own /tmp was mounted over a Python environment cloned under /tmp."""
+    import torchsteps.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: ["/tmp/clone/.venv"])
+    command = SandboxedKernelManager().sandbox_command(["/tmp/clone/.venv/bin/python", "-m", "ipykernel_launcher"], tmp_path)
+    tmpfs = command.index("--tmpfs")
+    venv_bind = next(i for i, arg in enumerate(command) if arg == "--ro-bind" and command[i + 1] == "/tmp/clone/.venv")
+    assert tmpfs < venv_bind, "the environment under /tmp is hidden by the sandbox's /tmp"

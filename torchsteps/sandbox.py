@@ -260,12 +260,13 @@ class SandboxedKernelManager(AsyncKernelManager):
         for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf"):
             if os.path.exists(etc):
                 bwrap += ["--ro-bind", etc, etc]
+        # /tmp first: binds made later show through it (a course or environment cloned under /tmp).
+        bwrap += ["--perms", "1777", "--tmpfs", "/tmp"]
         for python_root in _python_roots():
             bwrap += _parents(python_root) + ["--ro-bind", python_root, python_root]
         bwrap += [
             "--proc", "/proc",
             "--dev", "/dev",
-            "--perms", "1777", "--tmpfs", "/tmp",
             *_parents(SANDBOX_WORKDIR), "--bind", str(root / "work"), SANDBOX_WORKDIR,
             *_parents(str(root / "run")), "--bind", str(root / "run"), str(root / "run"),
         ]
