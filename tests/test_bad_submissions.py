@@ -23,6 +23,12 @@ from torchsteps.demo_class import instructor_answers
 from torchsteps.submissions import fill_solutions
 
 NOTEBOOK = "02_creating_tensors"
+ASSIGNMENT_POINTS = sum(
+    float(c.metadata.nbgrader["points"])
+    for path in (REPO / "source" / ASSIGNMENT).glob("*.ipynb")
+    for c in nbformat.read(str(path), as_version=4).cells
+    if c.metadata.get("nbgrader", {}).get("grade")
+)
 MAX_POINTS = {
     c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
     for c in nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4).cells
@@ -219,6 +225,7 @@ def _check(student, row, expectation):
         assert detail.lower() in row["reason"].lower(), where
         return
     assert row["status"] == "graded", where
+    assert float(row["max_score"]) == ASSIGNMENT_POINTS, f"{where}: points changed by the student must not count"
     if detail and outcome in ("full", "zero"):
         assert detail.lower() in row["reason"].lower(), where
     if outcome == "full":
