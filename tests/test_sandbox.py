@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook

@@ -119,7 +119,7 @@ def main():
         if command == "start":
             try:
                 pid = os.fork()
-            except OSError as e:  # the process limit, if something survived the last reset
+            except OSError:  # the process limit, if something survived the last reset
                 _kill_everything_else()
                 try:
                     pid = os.fork()

@@ -284,19 +284,17 @@ class SandboxedKernelManager(AsyncKernelManager):
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             # One thread per kernel: reproducible float sums, and parallel grading does not oversubscribe.
             "--setenv", "OMP_NUM_THREADS", "1",
-            "--cap-drop", "ALL",
-            "--",
         ]
         if os.geteuid() == 0:
+            # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv (with the user), not bwrap.
             drop = [
                 "setpriv", f"--reuid={self.kernel_uid}", f"--regid={self.kernel_uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
             ]
-            # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv, not bwrap.
-            bwrap = [a for a in bwrap if a not in ("--cap-drop", "ALL")]
         else:
+            bwrap += ["--cap-drop", "ALL"]
             drop = []
-        return limits + bwrap + drop + list(kernel_cmd)
+        return limits + bwrap + ["--"] + drop + list(kernel_cmd)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if not self._sandboxed:
