@@ -19,7 +19,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from torchsteps.execute import GuardedExecute
+from torchsteps.trusted_execute import TrustedExecute
 from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
 from torchsteps.tamper import FlagTampering
 
@@ -102,8 +102,10 @@ c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IP
 # nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
 # points, so stderr of test cells is relabelled before the grades are saved. FlagTampering marks
 # submissions that patch what the tests rely on for manual review.
+# Test cells run in a separate sandboxed grader process, never in the student's kernel
+# (torchsteps.trusted_execute, README "Trusted verdicts"); c.GuardedExecute.* applies to it too.
 c.Autograde.autograde_preprocessors = [
-    GuardedExecute,
+    TrustedExecute,
     StderrIsNotFailure,
     IgnorePattern,
     ClearMetadataPreprocessor,

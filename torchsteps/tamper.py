@@ -1,13 +1,12 @@
-"""Find code in a submission that could change what a test cell concludes, and flag it for review.
+"""Find code in a submission that tries to change how the tests run, as a hint for the reviewer.
 
-The sandbox stops a submission from reaching outside its kernel; inside the kernel the student's code
-runs before the test cells, so it could still make them pass without solving anything: patch the check
-helpers, ``torch``, ``numpy`` or ``builtins``; hook IPython so later cells run differently; define
-objects that compare equal to anything; or read files it should not. :func:`find_tampering` looks for
-these in the source (after IPython's own input transformations, so magics count too) and
-:class:`FlagTampering`, an autograde preprocessor, records the findings in the notebook's metadata and
-marks the notebook's grades ``needs_manual_grade`` in the gradebook: the autograded score stays
-visible, and the formgrader lists the submission for manual review.
+Test cells run in a separate grader process (:mod:`torchsteps.trusted_execute`), so patching the check
+helpers, ``torch``, ``numpy`` or ``builtins``, hooking IPython, objects that compare equal to anything,
+or reading files can no longer change a grade; a static scan is defeated by renaming anyway. What is
+left is a hint: :func:`find_tampering` looks for such code in the source (after IPython's own input
+transformations, leaving everyday magics and ``!pip install`` alone) and :class:`FlagTampering` records
+the findings, naming each cell as the student sees it, and flags the submission in the gradebook with an
+automatic comment, for the formgrader. The autograded score stands.
 """
 
 from __future__ import annotations
@@ -28,10 +27,15 @@ SYS_HOOKS = {"settrace", "setprofile", "displayhook", "excepthook", "meta_path",
 DYNAMIC_CODE = {"exec", "eval", "compile", "__import__", "globals", "vars", "setattr", "delattr"}
 FILE_AND_PROCESS = {
     "os": {"system", "popen", "listdir", "scandir", "walk", "remove", "unlink", "rename", "replace", "chdir", "kill", "fork", "execv", "execve", "_exit", "open", "environ"},
-    "shutil": None, "subprocess": None, "socket": None, "ctypes": None, "glob": None, "pathlib": None, "urllib": None,
+    # pathlib and glob are how a notebook reads the data files an assignment ships: not flagged.
+    "shutil": None, "subprocess": None, "socket": None, "ctypes": None, "urllib": None,
     "importlib": None, "inspect": None, "gc": None, "atexit": None, "signal": None,
 }
 TENSOR_BASES = {"Tensor", "ndarray"}
+# Magics students use every day; flagging them sent honest notebooks to review (issue 10).
+EVERYDAY_MAGICS = {"matplotlib", "timeit", "time", "pip", "conda", "load_ext", "autoreload", "precision", "pprint",
+                   "who", "whos", "pwd", "history", "config", "reload_ext", "xmode", "prun", "memit"}
+CODE_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
 
 
 @dataclass(frozen=True)
@@ -160,11 +164,45 @@ class _Visitor(ast.NodeVisitor):
                 self.flag(item, f"class {node.name} defines {item.name} (objects that can pass any comparison)")
         self.generic_visit(node)
 
+    def _magic(self, node) -> bool:
+        """True for an everyday magic or shell command (what IPython makes of ``%matplotlib inline``,
+        ``%timeit``, ``%%time``, ``!pip install``); the code inside a timing cell magic is still analysed."""
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)
+                and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython" and not func.value.args):
+            return False
+        args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+        if not args or args[0] is None:
+            return False
+        if func.attr == "run_line_magic" and args[0] in EVERYDAY_MAGICS:
+            return True
+        if func.attr == "run_cell_magic" and args[0] in CODE_CELL_MAGICS and len(args) == 3 and args[2] is not None:
+            try:
+                self.visit(ast.parse(_python_source(args[2])))
+            except SyntaxError:
+                pass
+            return True
+        if func.attr in ("system", "getoutput"):
+            words = args[0].split()
+            return bool(words) and (words[0] in ("pip", "pip3", "conda", "mamba", "nvidia-smi")
+                                    or words[:3] in (["python", "-m", "pip"], ["python3", "-m", "pip"]))
+        return False
+
+    def visit_Name(self, node):
+        # get_ipython under another name reaches the same hooks (input transformers, events, the shell).
+        if node.id == "get_ipython" and isinstance(node.ctx, ast.Load):
+            self.flag(node, "uses get_ipython() (can change how IPython runs the cells)")
+
     def visit_Call(self, node):
         func = node.func
         name = func.id if isinstance(func, ast.Name) else None
+        if self._magic(node):
+            return
         if name == "get_ipython" or (isinstance(func, ast.Attribute) and _root_name(func) == "get_ipython"):
-            self.flag(node, "uses get_ipython() (can change how IPython runs the test cells)")
+            self.flag(node, "uses get_ipython() (can change how IPython runs the cells)")
+            for arg in list(node.args) + [k.value for k in node.keywords]:
+                self.visit(arg)
+            return
         elif name in DYNAMIC_CODE:
             if name in ("setattr", "delattr") and node.args and self.module_of(_root_name(node.args[0])) is None:
                 pass  # setattr on the student's own objects
@@ -211,11 +249,32 @@ def find_tampering(cells: list[tuple[int, str]]) -> list[Finding]:
     return findings
 
 
-class FlagTampering(NbGraderPreprocessor):
-    """Autograde preprocessor: flag tampering in the student's cells, mark the notebook for review.
+def cell_names(nb) -> dict[int, str]:
+    """How the student sees each code cell: its place under the notebook's last heading and its ``In [n]``."""
+    names, heading, count = {}, "the start of the notebook", 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.lstrip().startswith("#"):
+                    heading = repr(line.lstrip("# ").strip()[:80])
+                    count = 0
+                    break
+        elif cell.cell_type == "code":
+            count += 1
+            run = f", In [{cell.execution_count}]" if cell.get("execution_count") else ""
+            names[index] = f"code cell {count} under {heading}{run}"
+    return names
 
-    Student cells are the code cells that nbgrader does not restore from the source: answer cells,
-    unlocked demo cells and any cell the student added. Runs after ``SaveAutoGrades``.
+
+class FlagTampering(NbGraderPreprocessor):
+    """Autograde preprocessor: a hint for the reviewer about code that tries to change how tests run.
+
+    Test cells run in the grader process (:mod:`torchsteps.trusted_execute`), so nothing found here can
+    change a grade, and nothing here changes one: the findings go to the notebook's metadata (and
+    ``grades.csv``), the submission is *flagged* in the gradebook (the formgrader's flag) and each
+    finding becomes an automatic comment on the answer cell it is in (or the notebook's first answer
+    cell). Student cells are the code cells that nbgrader does not restore from the source: answer
+    cells, unlocked demo cells and any cell the student added. Runs after ``SaveAutoGrades``.
     """
 
     def preprocess(self, nb, resources):
@@ -225,20 +284,31 @@ class FlagTampering(NbGraderPreprocessor):
             if cell.cell_type == "code" and not (utils.is_grade(cell) and not utils.is_solution(cell)) and not utils.is_locked(cell)
         ]
         findings = find_tampering(cells)
-        nb.metadata.setdefault(METADATA_KEY, {})["tamper"] = [str(f) for f in findings]
+        names = cell_names(nb)
+        described = [f"{names.get(f.cell, f'cell {f.cell}')}, line {f.line}: {f.what}" for f in findings]
+        nb.metadata.setdefault(METADATA_KEY, {})["tamper"] = described
         if findings:
-            self.log.warning("Possible tampering, marked for manual review: %s", "; ".join(map(str, findings)))
-            self._mark_for_review(resources)
+            self.log.warning("Possible tampering (a hint for the reviewer): %s", "; ".join(described))
+            self._flag(nb, resources, findings, described)
         return nb, resources
 
-    def _mark_for_review(self, resources) -> None:
-        with Gradebook(resources["nbgrader"]["db_url"]) as gb:
+    def _flag(self, nb, resources, findings, described) -> None:
+        info = resources["nbgrader"]
+        answer_of = {i: c.metadata.nbgrader["grade_id"] for i, c in enumerate(nb.cells) if utils.is_solution(c)}
+        first_answer = next(iter(answer_of.values()), None)
+        notes: dict[str, list[str]] = {}
+        for finding, text in zip(findings, described):
+            grade_id = answer_of.get(finding.cell, first_answer)
+            if grade_id is not None:
+                notes.setdefault(grade_id, []).append(text)
+        with Gradebook(info["db_url"]) as gb:
             try:
-                notebook = gb.find_submission_notebook(
-                    resources["nbgrader"]["notebook"], resources["nbgrader"]["assignment"], resources["nbgrader"]["student"]
-                )
+                notebook = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             except MissingEntry:
                 return
-            for grade in notebook.grades:
-                grade.needs_manual_grade = True
+            notebook.flagged = True
+            for comment in notebook.comments:
+                if comment.name in notes:
+                    hint = "Possible tampering, for the reviewer (the grade is not affected): " + "; ".join(notes[comment.name])
+                    comment.auto_comment = f"{comment.auto_comment}\n\n{hint}" if comment.auto_comment else hint
             gb.db.commit()
