@@ -160,15 +160,15 @@ def build_class(course):
     code_cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png})]
     write("huge_images", images)
     expect["huge_images"] = ("full", "")
-    # --- tampering: scored as the code deserves, and flagged for manual review -------------------
+    # --- tampering: scored as the code deserves (test cells run in the grader process), flagged as a hint ---
     write("patches_checks", with_answer(first, "import checks, torch\nchecks.check_tensor = lambda *a, **k: None\ntorch.testing.assert_close = lambda *a, **k: None\n"
                                               f"def {first}(*args, **kwargs):\n    return None\n"))
-    expect["patches_checks"] = ("flagged", "checks.check_tensor")
+    expect["patches_checks"] = ("flagged", "checks.check_tensor", first)
     write("fake_equal", with_answer(first, f"class Anything:\n    def __eq__(self, other):\n        return True\n\ndef {first}(*args, **kwargs):\n    return Anything()\n"))
-    expect["fake_equal"] = ("flagged", "__eq__")
+    expect["fake_equal"] = ("flagged", "__eq__", first)
     secret = REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
     write("reads_source", with_answer(first, f"try:\n    print(open({str(secret)!r}).read()[:100])\nexcept OSError as e:\n    print('no access', e)\n" + answers[first]))
-    expect["reads_source"] = ("flagged", "opens a file")
+    expect["reads_source"] = ("flagged", "opens a file", None)
     # --- who submits ------------------------------------------------------------------------------
     write("stranger", good)
     expect["stranger"] = ("error", "not on the roster")
@@ -217,7 +217,7 @@ def test_a_second_sequential_run_gives_the_same_grades(bad_class):
 
 
 def _check(student, row, expectation):
-    outcome, detail = expectation
+    outcome, detail, *lost = expectation
     cells = _cells(row)
     where = f"{student}: {row['status']} {row['score']}/{row['max_score']} {row['reason']!r}"
     if outcome == "error":
@@ -236,7 +236,10 @@ def _check(student, row, expectation):
         lost = {k for k, v in cells.items() if float(v or 0) == 0}
         assert lost == {f"test_{detail}"}, where
     elif outcome == "flagged":
-        assert row["needs_manual_grade"] == "1" and detail in row["flags"], where
+        # A hint for the reviewer: the grade is what the code earns (only the exercise it breaks is lost).
+        assert row["needs_manual_grade"] == "0" and detail in row["flags"], where
+        if lost:  # the exercise it breaks (None: none)
+            assert {k for k, v in cells.items() if float(v or 0) == 0} == ({f"test_{lost[0]}"} if lost[0] else set()), where
     elif outcome == "stops_at":
         ids = list(cells)
         stop = ids.index(f"test_{detail}")
