@@ -181,9 +181,13 @@ def test_hidden_tests_appear_in_no_output_feedback_or_export(attacked):
             for where, text in (("autograded outputs", outputs), ("feedback", feedback)):
                 if line in text or json.dumps(line)[1:-1] in text:
                     leaked.append((student, where, line))
-        # The expected values live in hidden-test variables; the student's code never sees them.
-        assert "_expected" not in outputs, f"{student}: a hidden test's expected value reached the outputs"
-        assert "_expected" not in re.sub(r"<[^>]+>", "", feedback), f"{student}: a hidden test's expected value reached the feedback"
+    # The expected values live in hidden-test variables; what the student's code saw of its caller has none.
+    seen = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") + out.get("evalue", "")
+            seen += [line for line in text.splitlines() if line.startswith(("LEAK-LOCALS", "LEAK-EXC", "ValueError: LEAK-EXC"))]
+    assert seen and not [line for line in seen if any(v in line for v in ("'_expected'", "'_before'", "'_dtypes'", "'_g'"))], seen[:3]
     export = (course / "grades.csv").read_text(encoding="utf-8")
     leaked += [("grades.csv", "export", line) for line in hidden if line in export]
     assert not leaked, leaked[:5]
