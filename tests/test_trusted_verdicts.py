@@ -209,7 +209,7 @@ def test_attacks_are_hints_for_the_reviewer_not_grades(attacked):
     with (course / "grades.csv").open(newline="", encoding="utf-8") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     _, flagged = _scores(course, "m_hooks_renamed_get_ipython")
-    assert flagged, "a submission using get_ipython under another name is flagged in the gradebook"
-    assert "get_ipython" in rows["m_hooks_renamed_get_ipython"]["flags"]
+    assert flagged, "a submission reaching get_ipython under a computed name is flagged in the gradebook"
+    assert "globals()" in rows["m_hooks_renamed_get_ipython"]["flags"]
     assert "under" in rows["m_hooks_renamed_get_ipython"]["flags"], "the flag names the cell as the student sees it"
     assert not _scores(course, "a_honest")[1] and not rows["a_honest"]["flags"]
