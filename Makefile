@@ -43,7 +43,7 @@ test: $(STAMP) test-deps
 # Stock nbgrader vs ours on N generated students (N=20 for a quick run); prints times, ratio, scaling.
 N ?= 100
 bench: $(STAMP) system-deps
-	$(BIN)/python -m torchsteps.bench --students $(N) $(if $(filter-out 100,$(N)),--scaling "",)
+	$(BIN)/python -m torchsteps.authoring.bench --students $(N) $(if $(filter-out 100,$(N)),--scaling "",)
 
 # Regenerate release/ from source/ (what `make grade` does first) and the demo class from the catalogue.
 release: $(STAMP)

@@ -19,9 +19,9 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from torchsteps.execute import GuardedExecute
-from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
-from torchsteps.tamper import FlagTampering
+from torchsteps.nbgrader_plugins.execute import GuardedExecute
+from torchsteps.nbgrader_plugins.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
+from torchsteps.nbgrader_plugins.tamper import FlagTampering
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -59,8 +59,8 @@ c.Autograde.create_student = False
 # --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
 # Put the LMS's download (.zip) in downloaded/pytorch_basics/archive/. File names inside follow
 # Blackboard: <LMS assignment>_<student id>_attempt_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb
-c.ZipCollectApp.collector_plugin = "torchsteps.collect.LmsFileNameCollectorPlugin"
-c.ZipCollectApp.extractor_plugin = "torchsteps.collect.LmsExtractorPlugin"
+c.ZipCollectApp.collector_plugin = "torchsteps.nbgrader_plugins.collect.LmsFileNameCollectorPlugin"
+c.ZipCollectApp.extractor_plugin = "torchsteps.nbgrader_plugins.collect.LmsExtractorPlugin"
 c.FileNameCollectorPlugin.named_regexp = (
     r"^(?:.*/)?(?P<lms_assignment>[^/._][^/]*?)_(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*)"
     r"_attempt_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
@@ -127,4 +127,4 @@ c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPre
 
 # --- Export -------------------------------------------------------------------------------------------
 # `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
-c.ExportApp.plugin_class = "torchsteps.export.ExerciseCsvExport"
+c.ExportApp.plugin_class = "torchsteps.nbgrader_plugins.export.ExerciseCsvExport"

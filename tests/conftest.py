@@ -3,7 +3,7 @@
 Grading is the slow part (a Jupyter kernel and torch import per notebook), so the whole suite grades
 two course copies once per session, in parallel, each with the real CLI (`python -m torchsteps grade`):
 - "demo": the committed demo class in submitted/, exactly what `make grade` grades;
-- "catalogue": every mistake-catalogue entry and alternative (torchsteps.catalogue_class), plus the
+- "catalogue": every mistake-catalogue entry and alternative (torchsteps.authoring.catalogue_submissions), plus the
   instructor solutions, the instructor notebooks themselves and the untouched release.
 """
 
@@ -76,7 +76,7 @@ def _start_grading(course: Path) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory):
     """``{"demo": GradedCourse, "catalogue": GradedCourse}``, both graded by the real CLI in parallel."""
-    from torchsteps.catalogue_class import catalogue_class
+    from torchsteps.authoring.catalogue_submissions import catalogue_class
 
     base = tmp_path_factory.mktemp("courses")
     demo = copy_course(base / "demo", demo_class=True)

@@ -8,9 +8,9 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from torchsteps.catalogue import load_all
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions, grade_ids, solution_ids
+from torchsteps.authoring.catalogue import load_all
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions, grade_ids, solution_ids
 
 KINDS = {"dtype", "shape", "shares-memory", "mutates-input", "hard-coded", "rounding", "legacy-constructor",
          "device", "raises", "hides-error", "wrong-values"}

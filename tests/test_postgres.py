@@ -37,9 +37,9 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions, grade_ids
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions, grade_ids
 
 NOTEBOOK = "02_creating_tensors"
 COURSE_ID = "pytorch-first-steps"
@@ -286,7 +286,7 @@ def test_a_bare_postgresql_url_works(postgres, monkeypatch):
     """
     from nbgrader.api import Gradebook
 
-    from torchsteps.course import load_config
+    from torchsteps.grading.course import load_config
 
     url = postgres.create_database("bare_url").replace(f"{URL_SCHEME}://", "postgresql://", 1)
     monkeypatch.setenv("TORCHSTEPS_DB_URL", url)

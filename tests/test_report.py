@@ -1,4 +1,4 @@
-"""The class report (torchsteps.report): its numbers, its escaping, and how it renders in Chromium.
+"""The class report (torchsteps.results.report): its numbers, its escaping, and how it renders in Chromium.
 
 One small course is graded by the real CLI (`python -m torchsteps grade`) once for this module. To keep
 kernel starts low, every submission holds only 04_devices (the other notebooks are missing and score 0
@@ -27,10 +27,10 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from torchsteps.course import open_api
-from torchsteps.demo_class import instructor_answers
-from torchsteps.grading import read_status
-from torchsteps.report import (
+from torchsteps.grading.course import open_api
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.results.status import read_status
+from torchsteps.results.report import (
     NOT_SUBMITTED,
     REPORT_FILE,
     ReportData,
@@ -40,7 +40,7 @@ from torchsteps.report import (
     render_html,
     write_report,
 )
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "04_devices"
 CHROMIUM = Path("/usr/bin/chromium")

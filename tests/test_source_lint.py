@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from torchsteps.catalogue import by_notebook
+from torchsteps.authoring.catalogue import by_notebook
 
 SOURCE = REPO / "source" / ASSIGNMENT
 NOTEBOOKS = sorted(SOURCE.glob("*.ipynb"))

@@ -19,12 +19,12 @@ def _grade(args) -> int:
     from nbgrader.api import Gradebook
     from rich.console import Console
 
-    from .course import open_api
-    from .export import collect_rows, write_csv
-    from .grading import grade_class
-    from .report import write_report
-    from .table import print_grades
-
+    from .grading.course import open_api
+    from .grading.driver import grade_class
+    from .results.export import collect_rows, write_csv
+    from .results.report import write_report
+    from .results.status import Status
+    from .results.table import print_grades
     from .sandbox import SandboxUnavailable, check_sandbox
 
     console = Console(width=200, stderr=False)
@@ -46,7 +46,7 @@ def _grade(args) -> int:
     def progress(done, total, result):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done)
-        mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
+        mark = "graded" if result.status is Status.GRADED else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
     console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
@@ -59,7 +59,7 @@ def _grade(args) -> int:
     if not args.autograde_only:
         console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment, results)}")
     elapsed = time.perf_counter() - start
-    failed = [r for r in results if r.status != "graded"]
+    failed = [r for r in results if r.status is not Status.GRADED]
     console.print(
         f"{len(results)} submissions in {elapsed:.1f} s ({elapsed / max(len(results), 1):.1f} s each); "
         f"{len(failed)} could not be graded. Grades: {csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
@@ -68,7 +68,7 @@ def _grade(args) -> int:
 
 
 def _demo_class(args) -> int:
-    from .demo_class import write_demo_class
+    from .authoring.demo_submissions import write_demo_class
 
     written = write_demo_class(Path(args.course), args.assignment)
     print(f"wrote {len(written)} submissions to {Path(args.course) / 'submitted'}")

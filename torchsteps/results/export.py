@@ -1,9 +1,9 @@
-"""Export grades per exercise: an nbgrader export plugin.
+"""Grades per exercise: one row per student and assignment, read from the gradebook; ``grades.csv``.
 
-Stock ``nbgrader export`` writes one total per student and assignment. This plugin writes one row per
-student and assignment with the points of every test cell (column ``<notebook>:<grade_id>``), the
-total, and the grading status with its reason, read from :data:`torchsteps.grading.STATUS_FILE`.
-Set in ``nbgrader_config.py`` as ``c.ExportApp.plugin_class``, so ``nbgrader export`` uses it too.
+Stock ``nbgrader export`` writes one total per student and assignment. These rows hold the points of every
+test cell (column ``<notebook>:<grade_id>``), the total, and the grading status with its reason, read from
+:data:`torchsteps.results.status.STATUS_FILE`. ``nbgrader export`` writes them through
+:class:`torchsteps.nbgrader_plugins.export.ExerciseCsvExport`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.plugins import ExportPlugin
 
-from .grading import read_status
+from .status import Status, read_status
 
-__all__ = ["ExerciseColumn", "GradeRow", "exercise_columns", "collect_rows", "ExerciseCsvExport"]
+__all__ = ["ExerciseColumn", "GradeRow", "exercise_columns", "collect_rows", "write_csv"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class ExerciseColumn:
 class GradeRow:
     student_id: str
     assignment_id: str
-    status: str  # graded | error | not submitted
+    status: Status
     scores: dict  # column key -> points (absent when not graded)
     score: float
     max_score: float
@@ -66,16 +65,16 @@ def collect_rows(gb: Gradebook, root: str | Path, assignment_id: str, student_id
     rows = []
     for student_id in students:
         result = status.get(student_id)
-        row = GradeRow(student_id, assignment_id, "not submitted", {}, 0.0, max_total)
-        if result is not None and result.status != "graded":
-            row.status, row.reason = "error", result.reason
+        row = GradeRow(student_id, assignment_id, Status.NOT_SUBMITTED, {}, 0.0, max_total)
+        if result is not None and result.status is not Status.GRADED:
+            row.status, row.reason = Status.ERROR, result.reason
         else:
             try:
                 submission = gb.find_submission(assignment_id, student_id)
             except MissingEntry:
                 submission = None
             if submission is not None:
-                row.status = "graded"
+                row.status = Status.GRADED
                 for nb in submission.notebooks:
                     for grade in nb.grades:
                         row.scores[f"{nb.name}:{grade.name}"] = float(grade.score)
@@ -89,18 +88,6 @@ def collect_rows(gb: Gradebook, root: str | Path, assignment_id: str, student_id
     return columns, rows
 
 
-class ExerciseCsvExport(ExportPlugin):
-    """``nbgrader export`` plugin: one row per student and assignment, one column per test cell."""
-
-    def export(self, gradebook: Gradebook) -> None:
-        dest = Path(self.to or "grades.csv")
-        coursedir = getattr(self.parent, "coursedir", None)  # ExportApp creates the plugin with parent=self
-        root = Path(coursedir.root) if coursedir is not None else Path.cwd()
-        assignments = self.assignment or [a.name for a in gradebook.assignments]
-        write_csv(gradebook, root, assignments, dest, self.student)
-        self.log.info("Exported per-exercise grades to %s", dest)
-
-
 def write_csv(gb: Gradebook, root, assignment_ids, dest, student_ids=None) -> Path:
     """Write ``grades.csv``: a row per student and assignment, a column per test cell of any assignment."""
     tables = [collect_rows(gb, root, a, student_ids) for a in assignment_ids]
@@ -112,7 +99,7 @@ def write_csv(gb: Gradebook, root, assignment_ids, dest, student_ids=None) -> Pa
         for _, rows in tables:
             for row in rows:
                 writer.writerow([
-                    row.assignment_id, row.student_id, row.status,
+                    row.assignment_id, row.student_id, row.status.value,
                     *[_fmt(row.scores.get(k)) for k in keys],
                     _fmt(row.score), _fmt(row.max_score), int(row.needs_manual_grade), row.reason,
                     " | ".join(row.flags),

@@ -1,6 +1,6 @@
 """Mistake catalogue for 03_dtypes_and_casting.ipynb."""
 
-from torchsteps.catalogue import Exercise, NotebookCatalogue, Variant
+from torchsteps.authoring.catalogue import Exercise, NotebookCatalogue, Variant
 
 _TO_FLOAT32_DOC = '''    """Return x converted to dtype torch.float32."""
 '''

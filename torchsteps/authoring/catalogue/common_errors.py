@@ -16,7 +16,7 @@ A fix that hides the error (``try``/``except`` returning ``None`` or the input u
 hidden tests use generated inputs on which the original code raises.
 """
 
-from torchsteps.catalogue import Exercise, NotebookCatalogue, Variant
+from torchsteps.authoring.catalogue import Exercise, NotebookCatalogue, Variant
 
 CATALOGUE = NotebookCatalogue(
     notebook="05_common_errors",

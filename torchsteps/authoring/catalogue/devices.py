@@ -1,5 +1,5 @@
 """Mistake catalogue for 04_devices.ipynb."""
-from torchsteps.catalogue import Exercise, NotebookCatalogue, Variant
+from torchsteps.authoring.catalogue import Exercise, NotebookCatalogue, Variant
 
 CATALOGUE = NotebookCatalogue(
     notebook="04_devices",

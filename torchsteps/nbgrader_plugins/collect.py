@@ -67,8 +67,8 @@ NAMED_REGEXP = (
 TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S"
 
 _PLUGINS = {
-    "collector_plugin": "torchsteps.collect.LmsFileNameCollectorPlugin",
-    "extractor_plugin": "torchsteps.collect.LmsExtractorPlugin",
+    "collector_plugin": "torchsteps.nbgrader_plugins.collect.LmsFileNameCollectorPlugin",
+    "extractor_plugin": "torchsteps.nbgrader_plugins.collect.LmsExtractorPlugin",
 }
 
 
@@ -225,7 +225,7 @@ def collect_lms_downloads(api: NbGraderAPI, assignment_id: str) -> list[str]:
     config.ZipCollectApp.force = True
     config.ExtractorPlugin.force = True
 
-    log = logging.Logger(f"torchsteps.collect.{assignment_id}")
+    log = logging.Logger(f"torchsteps.nbgrader_plugins.collect.{assignment_id}")
     handler = _ListHandler()
     log.addHandler(handler)
 

@@ -2,8 +2,8 @@
 
 A fresh kernel pays the interpreter, IPython, ipykernel and torch start-up every time (about 3 s of CPU
 here). :class:`Zygote` starts ONE sandboxed process per grading process (same bubblewrap boundary and
-limits as a cold kernel, see :mod:`torchsteps.sandbox`) that imports those modules once; each notebook
-then gets a child forked from it before any student code ran (``torchsteps/_zygote.py``). Students share
+limits as a cold kernel, see :mod:`torchsteps.sandbox.kernel_manager`) that imports those modules once; each notebook
+then gets a child forked from it before any student code ran (``torchsteps/sandbox/zygote.py``). Students share
 nothing: each kernel is a new process, started from the same read-only state; between kernels the parent
 kills every other process in the sandbox and empties ``/tmp`` and the working folder, and the parent is
 not dumpable, so a kernel cannot ptrace it to reach the next one.
@@ -26,9 +26,11 @@ import threading
 import time
 from pathlib import Path
 
+from .folders import SANDBOX_WORKDIR, chown_tree, make_private_dir
+
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
 
-ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
+ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 ZYGOTE_PATH_INSIDE = "/opt/torchsteps/zygote.py"
 
 
@@ -40,19 +42,17 @@ class Zygote:
     """One sandboxed warm parent process; kernels are forked from it one at a time."""
 
     def __init__(self, manager, preload: list[str], warmup: str = ""):
-        from .sandbox import SANDBOX_WORKDIR
-
-        self.root = manager._make_private_dir()
+        self.root = make_private_dir(manager.runtime_dir)
         self.run_dir = self.root / "run"
         self.work_dir = self.root / "work"
-        manager._chown_tree(self.root / "run")
-        manager._chown_tree(self.root / "work")
+        chown_tree(self.root / "run", manager.kernel_uid)
+        chown_tree(self.root / "work", manager.kernel_uid)
         settings = {"preload": preload, "workdir": SANDBOX_WORKDIR, "warmup": warmup, "cpu_seconds": manager.cpu_seconds}
         command = manager.sandbox_command(
             [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(settings)],
             self.root,
             extra_ro_binds={str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE},
-            cpu_limit=False,  # each kernel gets the CPU limit when it is forked (see _zygote.py)
+            cpu_limit=False,  # each kernel gets the CPU limit when it is forked (see zygote.py)
         )
         self._lock = threading.Lock()
         self.process = subprocess.Popen(

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 
 from .catalogue import Exercise, NotebookCatalogue, by_notebook
-from .course import Roster, load_config
+from ..grading.course import Roster, load_config
 from .submissions import fill_solutions
 
 __all__ = ["Profile", "PROFILES", "instructor_answers", "answers_for", "expected_scores", "write_demo_class"]

@@ -1,6 +1,6 @@
 """Benchmark: stock ``nbgrader autograde`` against ``python -m torchsteps grade``, side by side in one run.
 
-    python -m torchsteps.bench [--students 100] [--scaling 25,50,100] [--jobs N]
+    python -m torchsteps.authoring.bench [--students 100] [--scaling 25,50,100] [--jobs N]
 
 Generates a class from the mistake catalogue (each exercise answered with the instructor's answer, an
 alternative or a mistake, chosen with a fixed seed), grades the same submissions twice in two copies of
@@ -27,7 +27,7 @@ import nbformat
 from nbgrader.api import Gradebook
 
 from .catalogue import by_notebook
-from .demo_class import instructor_answers
+from .demo_submissions import instructor_answers
 from .submissions import fill_solutions
 
 ASSIGNMENT = "pytorch_basics"
@@ -117,7 +117,7 @@ def cell_scores(course: Path, db_query: str = "") -> dict[tuple[str, str, str], 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m torchsteps.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m torchsteps.authoring.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", "-n", type=int, default=100)
     parser.add_argument("--scaling", default="25,50,100", help="class sizes graded with ours to show scaling ('' to skip)")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)

@@ -22,7 +22,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
-from .sandbox import SandboxedKernelManager
+from ..sandbox import SandboxedKernelManager
 
 __all__ = ["GuardedExecute"]
 

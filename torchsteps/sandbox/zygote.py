@@ -1,4 +1,4 @@
-"""The warm-kernel parent ("zygote"), run INSIDE the sandbox by torchsteps.warm.
+"""The warm-kernel parent ("zygote"), run INSIDE the sandbox by torchsteps.sandbox.warm.
 
 It imports the heavy modules once (torch, numpy, ipykernel), then, for each notebook, forks a child that
 becomes a fresh IPython kernel for that notebook alone: the child starts from the parent's state right

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from .catalogue import by_notebook
-from .demo_class import instructor_answers
+from .demo_submissions import instructor_answers
 from .submissions import fill_solutions
 
 __all__ = ["Expectation", "catalogue_class"]

@@ -8,11 +8,9 @@ status and a plain-language reason.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -20,39 +18,19 @@ from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.utils import temp_attrs
 
+from ..nbgrader_plugins.collect import collect_lms_downloads
+from ..nbgrader_plugins.tamper import METADATA_KEY
+from ..results.status import Status, SubmissionResult, write_status
 from .course import register_roster
+from .parallel import grade_in_parallel
 from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
-from .tamper import METADATA_KEY
 
-__all__ = ["SubmissionResult", "list_submissions", "grade_submission", "grade_class", "STATUS_FILE"]
+__all__ = ["list_submissions", "grade_submission", "grade_class"]
 
 # nbgrader's Gradebook.update_or_create_submission triggers SQLAlchemy autoflush warnings on every
 # autograde of a registered student (nbgrader 0.9.6, harmless: the submission is saved); keep them
 # out of the instructor's terminal.
 warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session", module=r"nbgrader\.api")
-
-# Where the status of each submission is kept for the export (beside nbgrader's own folders).
-STATUS_FILE = "autograded/grading_status.json"
-
-
-@dataclass
-class SubmissionResult:
-    """The outcome of autograding one student's submission of one assignment.
-
-    ``status`` is ``"graded"`` (scores are in the gradebook) or ``"error"`` (``reason`` says why
-    the submission could not be graded). ``notes`` hold problems that did not stop grading, such
-    as a missing notebook (scored 0). ``flags`` are possible tampering found by
-    :class:`torchsteps.tamper.FlagTampering` (the submission then needs manual review).
-    ``seconds`` is the wall time of autograde + feedback.
-    """
-
-    student_id: str
-    assignment_id: str
-    status: str
-    reason: str = ""
-    notes: list[str] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
@@ -129,10 +107,10 @@ def expected_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, frozen
 def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
     """Autograde one submission and (with ``feedback``) generate its feedback; never raises for a bad submission.
 
-    nbgrader reads a staged copy (:mod:`torchsteps.staging`), so ``submitted/`` is never written.
+    nbgrader reads a staged copy (:mod:`torchsteps.grading.staging`), so ``submitted/`` is never written.
     """
     start = time.perf_counter()
-    result = SubmissionResult(student_id, assignment_id, status="error")
+    result = SubmissionResult(student_id, assignment_id, status=Status.ERROR)
     root = Path(api.coursedir.root)
     folder = root / api.coursedir.submitted_directory / student_id / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
@@ -158,7 +136,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
         result.reason = _reason_from(graded)
     else:
         result.flags = _tamper_flags(api, assignment_id, student_id)
-        result.status = "graded"
+        result.status = Status.GRADED
         if feedback:
             made = api.generate_feedback(assignment_id, student_id, force=True)
             if not made["success"]:
@@ -176,9 +154,9 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     the order of completion, and are the same as with ``jobs=1``.
 
     An LMS bulk download in ``downloaded/<assignment>/archive/`` is collected into ``submitted/``
-    first (:func:`torchsteps.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
+    first (:func:`torchsteps.nbgrader_plugins.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
     ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
-    :data:`STATUS_FILE` for the export.
+    :data:`torchsteps.results.status.STATUS_FILE` for the export.
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
@@ -187,8 +165,6 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     generated = api.generate_assignment(assignment_id, force=True)
     if not generated["success"]:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{generated.get('log', '')}{generated.get('error', '')}")
-    from .collect import collect_lms_downloads
-
     for note in collect_lms_downloads(api, assignment_id):
         if on_note:
             on_note(note)
@@ -206,24 +182,8 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         for student_id in students:
             record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
     else:
-        from .parallel import grade_in_parallel
-
-        for result in grade_in_parallel(api, assignment_id, students, roster_ids, expected, jobs, feedback):
+        for result in grade_in_parallel(api, grade_submission, assignment_id, students, roster_ids, expected, jobs, feedback):
             record(result)
     ordered = [results[s] for s in students]
-    write_status(api, ordered)
+    write_status(api.coursedir.root, ordered)
     return ordered
-
-
-def write_status(api: NbGraderAPI, results: list[SubmissionResult]) -> Path:
-    path = Path(api.coursedir.root) / STATUS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n", encoding="utf-8")
-    return path
-
-
-def read_status(root: str | Path) -> list[SubmissionResult]:
-    path = Path(root) / STATUS_FILE
-    if not path.is_file():
-        return []
-    return [SubmissionResult(**r) for r in json.loads(path.read_text(encoding="utf-8"))]

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 
 from .export import ExerciseColumn, GradeRow, collect_rows
-from .grading import SubmissionResult, read_status
+from .status import Status, SubmissionResult, read_status
 from .table import short_labels
 
 __all__ = [
@@ -163,7 +163,7 @@ def _notebook_errors(path: Path) -> dict[str, str] | None:
 def _course(root: Path):
     from nbgrader.coursedir import CourseDirectory
 
-    from .course import load_config
+    from ..grading.course import load_config  # TODO(issue 9): report takes the export's rows
 
     return CourseDirectory(config=load_config(root))
 
@@ -183,11 +183,11 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
     graded, ungraded, not_submitted = [], [], []
     for row in rows:
         result = status.get(row.student_id)
-        if result is not None and result.status != "graded":
+        if result is not None and result.status is not Status.GRADED:
             ungraded.append((row.student_id, result.reason or row.reason or "no reason recorded"))
-        elif row.status == "graded":
+        elif row.status is Status.GRADED:
             graded.append(row)
-        elif row.status == "error":
+        elif row.status is Status.ERROR:
             ungraded.append((row.student_id, row.reason or "no reason recorded"))
         else:
             not_submitted.append(row.student_id)

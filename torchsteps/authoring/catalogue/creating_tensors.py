@@ -1,6 +1,6 @@
 """Mistake catalogue for 02_creating_tensors.ipynb."""
 
-from torchsteps.catalogue import Exercise, NotebookCatalogue, Variant
+from torchsteps.authoring.catalogue import Exercise, NotebookCatalogue, Variant
 
 CATALOGUE = NotebookCatalogue(
     notebook="02_creating_tensors",

@@ -1,6 +1,6 @@
 """Mistake catalogue for 01_numpy_and_pytorch.ipynb."""
 
-from torchsteps.catalogue import Exercise, NotebookCatalogue, Variant
+from torchsteps.authoring.catalogue import Exercise, NotebookCatalogue, Variant
 
 CATALOGUE = NotebookCatalogue(
     notebook="01_numpy_and_pytorch",

@@ -26,16 +26,17 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from fnmatch import fnmatch
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
-__all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox", "SANDBOX_WORKDIR"]
+from .folders import SANDBOX_WORKDIR, chown_tree, make_private_dir
+from .warm import get_zygote
 
-SANDBOX_WORKDIR = "/home/student/work"
+__all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox"]
+
 REQUIRED_TOOLS = ("bwrap", "prlimit", "setpriv")
 
 
@@ -142,7 +143,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     ).tag(config=True)
     warm_start = Bool(
         True, help="fork each kernel from a sandboxed parent that has already imported `preload` "
-        "(torchsteps.warm) instead of starting a new interpreter per notebook",
+        "(torchsteps.sandbox.warm) instead of starting a new interpreter per notebook",
     ).tag(config=True)
     preload = List(Unicode(), ["numpy", "torch"], help="modules the warm parent imports once").tag(config=True)
     warmup = Unicode(
@@ -157,17 +158,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     _sandbox_dir: str | None = None
     _sandboxed = False
     _zygote = None
-
-    def _make_private_dir(self) -> Path:
-        # Not under /tmp: inside the sandbox /tmp is the kernel's own (emptied between warm kernels),
-        # and the run/ folder must keep the same path on both sides.
-        base = Path(self.runtime_dir)
-        base.mkdir(mode=0o711, parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix="torchsteps-kernel-", dir=base))
-        os.chmod(root, 0o711)
-        for sub in ("run", "work"):
-            (root / sub).mkdir()
-        return root
 
     async def _async_pre_start_kernel(self, **kw):
         try:
@@ -184,8 +174,6 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._sandboxed = False
             return await super()._async_pre_start_kernel(**kw)
         if self.warm_start:
-            from .warm import get_zygote
-
             self._zygote = get_zygote(self, list(self.preload), self.warmup)
             if not self._zygote.responsive():
                 # A previous kernel (same user) may have killed or stopped it: start a new one.
@@ -194,7 +182,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             root = self._zygote.root
             name = f"kernel-{os.urandom(6).hex()}"
         else:
-            root = self._make_private_dir()
+            root = make_private_dir(self.runtime_dir)
             self._sandbox_dir = str(root)
             name = "kernel"
         # SIGINT to the process group would reach bwrap (the kernel's parent) and kill the sandbox;
@@ -216,16 +204,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     def kernel_uid(self) -> int:
         """The user id this process's kernels run as (see ``uid``)."""
         return _claim_uid(self.uid, Path(self.runtime_dir))
-
-    def _chown_tree(self, path: Path) -> None:
-        if os.geteuid() != 0:
-            return
-        uid = self.kernel_uid
-        # Never follow a link: a kernel could plant one pointing at a file it wants root to hand over.
-        for dirpath, dirnames, filenames in os.walk(path):
-            os.chown(dirpath, uid, uid, follow_symlinks=False)
-            for name in filenames + dirnames:
-                os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
     def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None,
                         cpu_limit: bool = True) -> list[str]:
@@ -301,8 +279,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             return await super()._async_launch_kernel(kernel_cmd, **kw)
         root = self._zygote.root if self._zygote else Path(self._sandbox_dir)
         self._copy_workdir(kw.pop("cwd", None), root / "work")
-        self._chown_tree(root / "work")
-        self._chown_tree(root / "run")
+        chown_tree(root / "work", self.kernel_uid)
+        chown_tree(root / "run", self.kernel_uid)
         os.chmod(self.connection_file, stat.S_IRUSR | stat.S_IWUSR)
         if self._zygote:
             # kernel_cmd is [python, -m, ipykernel_launcher, -f, <file>, ...]: the child runs the same app.
