@@ -21,8 +21,12 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from torchsteps.grading.course import default_assignment, load_config
+
 REPO = Path(__file__).resolve().parents[1]
-ASSIGNMENT = "pytorch_basics"
+_CONFIG = load_config(REPO)
+ASSIGNMENT = default_assignment(_CONFIG)
+COURSE_ID = _CONFIG.CourseDirectory.course_id
 GRADE_TIMEOUT = 45 * 60
 
 
@@ -58,7 +62,7 @@ class GradedCourse:
 
     def scores(self, student: str, notebook: str) -> dict[str, tuple[float, float]]:
         """``{grade_id: (score, max_score)}`` of one autograded notebook, from the gradebook."""
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", "pytorch-first-steps") as gb:
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", COURSE_ID) as gb:
             nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
             return {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
 

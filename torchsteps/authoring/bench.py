@@ -26,16 +26,19 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
+from ..grading.course import default_assignment, load_config
 from .catalogue import by_notebook
 from .demo_submissions import instructor_answers
 from .submissions import fill_solutions
 
-ASSIGNMENT = "pytorch_basics"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+_CONFIG = load_config(REPO)
+ASSIGNMENT = default_assignment(_CONFIG)
+COURSE_ID = _CONFIG.CourseDirectory.course_id
 STOCK_CONFIG = """\
 c = get_config()
 c.CourseDirectory.root = {root!r}
-c.CourseDirectory.course_id = "pytorch-first-steps"
+c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.db_url = "sqlite:///{root}/gradebook.db"
 """
 
@@ -75,7 +78,7 @@ def _course_copy(dst: Path, submissions: Path | None, students: list[str], stock
         for student in students:
             shutil.copytree(submissions / student, dst / "submitted" / student)
     if stock:
-        (dst / "nbgrader_config.py").write_text(STOCK_CONFIG.format(root=str(dst)))
+        (dst / "nbgrader_config.py").write_text(STOCK_CONFIG.format(root=str(dst), course_id=COURSE_ID))
     else:
         shutil.copy(REPO / "nbgrader_config.py", dst / "nbgrader_config.py")
         with (dst / "nbgrader_config.py").open("a") as f:
@@ -105,10 +108,10 @@ def grade_ours(course: Path, jobs: int) -> float:
     return _run([sys.executable, "-m", "torchsteps", "--course", str(course), "grade", "--autograde-only", "-j", str(jobs)], course)
 
 
-def cell_scores(course: Path, db_query: str = "") -> dict[tuple[str, str, str], float]:
+def cell_scores(course: Path) -> dict[tuple[str, str, str], float]:
     """``{(student, notebook, grade_id): score}`` of every graded cell in the course's gradebook."""
     scores = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}{db_query}", "pytorch-first-steps") as gb:
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
         for submission in gb.find_assignment(ASSIGNMENT).submissions:
             for notebook in submission.notebooks:
                 for grade in notebook.grades:

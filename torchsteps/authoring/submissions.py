@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 import nbformat
 
+from ..constants import is_test_cell
+
 __all__ = ["fill_solutions", "solution_ids", "grade_ids"]
 
 
@@ -27,7 +29,7 @@ def grade_ids(nb: nbformat.NotebookNode) -> list[str]:
     return [
         c.metadata.nbgrader["grade_id"]
         for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")
+        if is_test_cell(c)
     ]
 
 

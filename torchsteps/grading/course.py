@@ -17,7 +17,7 @@ from traitlets import Dict, List
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
-__all__ = ["Roster", "load_config", "open_api", "register_roster"]
+__all__ = ["Roster", "load_config", "open_api", "register_roster", "default_assignment"]
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -31,6 +31,18 @@ class Roster(Configurable):
 
     assignments = List(Dict(), help="[{'name': ..., 'duedate': ...}, ...]").tag(config=True)
     students = List(Dict(), help="[{'id': ..., 'first_name': ..., 'last_name': ...}, ...]").tag(config=True)
+
+
+def default_assignment(config: Config) -> str:
+    """The assignment to grade when none is named: the only one in ``c.Roster.assignments``.
+
+    Raises:
+        ValueError: if the config lists no assignment, or several (then one must be named).
+    """
+    names = [a["name"] for a in Roster(config=config).assignments]
+    if len(names) != 1:
+        raise ValueError(f"the course has {len(names)} assignments ({', '.join(names) or 'none'}): name one with --assignment")
+    return names[0]
 
 
 def load_config(root: str | os.PathLike) -> Config:

@@ -66,12 +66,6 @@ NAMED_REGEXP = (
 )
 TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S"
 
-_PLUGINS = {
-    "collector_plugin": "torchsteps.nbgrader_plugins.collect.LmsFileNameCollectorPlugin",
-    "extractor_plugin": "torchsteps.nbgrader_plugins.collect.LmsExtractorPlugin",
-}
-
-
 class LmsFileNameCollectorPlugin(FileNameCollectorPlugin):
     """nbgrader's file-name collector, for LMS downloads (see the module docstring).
 
@@ -178,6 +172,10 @@ class LmsExtractorPlugin(ExtractorPlugin):
                 if problem:
                     self.unreadable[src] = problem
                     self.log.error("Cannot extract %s: %s", src, problem)
+
+
+# The ZipCollectApp traits set for a collection when the config leaves them out (nbgrader_config.py sets the same).
+_PLUGINS = {"collector_plugin": LmsFileNameCollectorPlugin, "extractor_plugin": LmsExtractorPlugin}
 
 
 class _ZipCollect(ZipCollectApp):

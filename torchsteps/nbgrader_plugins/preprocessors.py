@@ -13,6 +13,8 @@ from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, NbGraderPreprocessor
 
+from ..constants import is_test_cell
+
 __all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata"]
 
 
@@ -28,7 +30,7 @@ class StderrIsNotFailure(NbGraderPreprocessor):
     """
 
     def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int):
-        if cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell):
+        if is_test_cell(cell):
             for output in cell.get("outputs", []):
                 if output.output_type == "stream" and output.name == "stderr":
                     output.name = "stdout"

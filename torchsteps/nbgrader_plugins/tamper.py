@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from pathlib import Path
 
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-__all__ = ["Finding", "find_tampering", "FlagTampering", "METADATA_KEY"]
+from ..constants import is_test_cell
+
+__all__ = ["Finding", "find_tampering", "helper_names", "FlagTampering", "METADATA_KEY"]
 
 METADATA_KEY = "torchsteps"
 PROTECTED_MODULES = {"torch", "numpy", "checks", "builtins", "sys", "IPython", "math", "random", "warnings", "unittest", "importlib", "os", "types"}
-CHECK_NAMES = {"check_tensor", "check_ndarray", "check_value", "check_dtype", "check_shares_memory", "check_unchanged", "snapshot"}
+# The test helpers' module, copied beside each notebook by nbgrader autograde (from source/<assignment>/).
+HELPERS_FILE = "checks.py"
 SYS_HOOKS = {"settrace", "setprofile", "displayhook", "excepthook", "meta_path", "path_hooks", "modules", "path", "stdout", "stderr", "audit", "addaudithook"}
 DYNAMIC_CODE = {"exec", "eval", "compile", "__import__", "globals", "vars", "setattr", "delattr"}
 FILE_AND_PROCESS = {
@@ -67,9 +71,10 @@ def _dotted(node: ast.AST) -> str:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, cell: int, aliases: dict[str, str]):
+    def __init__(self, cell: int, aliases: dict[str, str], check_names: frozenset[str]):
         self.cell = cell
         self.aliases = aliases  # local name -> module it stands for ("np" -> "numpy")
+        self.check_names = check_names
         self.findings: list[Finding] = []
 
     def flag(self, node: ast.AST, what: str) -> None:
@@ -94,7 +99,7 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             if module in FILE_AND_PROCESS and (FILE_AND_PROCESS[module] is None or alias.name in FILE_AND_PROCESS[module]):
                 self.flag(node, f"imports {alias.name} from {node.module} (file, process or interpreter access)")
-            if module == "checks" and alias.asname and alias.asname in CHECK_NAMES:
+            if module == "checks" and alias.asname and alias.asname in self.check_names:
                 self.flag(node, f"rebinds the test helper {alias.asname}")
         self.generic_visit(node)
 
@@ -104,7 +109,7 @@ class _Visitor(ast.NodeVisitor):
                 self._check_target(element, verb)
             return
         if isinstance(target, ast.Name):
-            if target.id in CHECK_NAMES:
+            if target.id in self.check_names:
                 self.flag(target, f"{verb} the test helper {target.id}")
             elif target.id in ("__builtins__", "get_ipython"):
                 self.flag(target, f"{verb} {target.id}")
@@ -138,19 +143,19 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Global(self, node):
         for name in node.names:
-            if name in CHECK_NAMES or self.module_of(name) in ("torch", "numpy", "checks"):
+            if name in self.check_names or self.module_of(name) in ("torch", "numpy", "checks"):
                 self.flag(node, f"declares global {name} (can replace what the tests use)")
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node):
-        if node.name in CHECK_NAMES:
+        if node.name in self.check_names:
             self.flag(node, f"redefines the test helper {node.name}")
         self.generic_visit(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_ClassDef(self, node):
-        if node.name in CHECK_NAMES:
+        if node.name in self.check_names:
             self.flag(node, f"redefines the test helper {node.name}")
         for base in node.bases:
             if isinstance(base, (ast.Attribute, ast.Name)) and (getattr(base, "attr", None) or getattr(base, "id", None)) in TENSOR_BASES:
@@ -196,8 +201,26 @@ def _python_source(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
-def find_tampering(cells: list[tuple[int, str]]) -> list[Finding]:
-    """Findings in the given ``(cell index, source)`` pairs, analysed in order (imports carry over)."""
+def helper_names(helpers_file: str | Path) -> frozenset[str]:
+    """The names the test helpers export: ``__all__`` of ``helpers_file`` (empty if it is missing or has none)."""
+    try:
+        tree = ast.parse(Path(helpers_file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return frozenset()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            try:
+                return frozenset(ast.literal_eval(node.value))
+            except ValueError:
+                return frozenset()
+    return frozenset()
+
+
+def find_tampering(cells: list[tuple[int, str]], check_names: frozenset[str] = frozenset()) -> list[Finding]:
+    """Findings in the given ``(cell index, source)`` pairs, analysed in order (imports carry over).
+
+    ``check_names`` are the test helpers' names (:func:`helper_names`); rebinding one is flagged.
+    """
     aliases: dict[str, str] = {}
     findings: list[Finding] = []
     for index, source in cells:
@@ -205,7 +228,7 @@ def find_tampering(cells: list[tuple[int, str]]) -> list[Finding]:
             tree = ast.parse(_python_source(source))
         except SyntaxError:
             continue  # code that does not parse cannot run either; its tests fail on their own
-        visitor = _Visitor(index, aliases)
+        visitor = _Visitor(index, aliases, check_names)
         visitor.visit(tree)
         findings.extend(visitor.findings)
     return findings
@@ -222,9 +245,10 @@ class FlagTampering(NbGraderPreprocessor):
         cells = [
             (i, cell.source)
             for i, cell in enumerate(nb.cells)
-            if cell.cell_type == "code" and not (utils.is_grade(cell) and not utils.is_solution(cell)) and not utils.is_locked(cell)
+            if cell.cell_type == "code" and not is_test_cell(cell) and not utils.is_locked(cell)
         ]
-        findings = find_tampering(cells)
+        folder = resources.get("metadata", {}).get("path") or "."
+        findings = find_tampering(cells, helper_names(Path(folder) / HELPERS_FILE))
         nb.metadata.setdefault(METADATA_KEY, {})["tamper"] = [str(f) for f in findings]
         if findings:
             self.log.warning("Possible tampering, marked for manual review: %s", "; ".join(map(str, findings)))

@@ -12,18 +12,18 @@ with matplotlib and embedded as ``data:`` URIs, the CSS is inline, nothing is fe
 - the students whose submission could not be graded, with the reason, and the roster students who
   submitted nothing.
 
-Data: scores from the gradebook (:func:`torchsteps.export.collect_rows`), statuses from
-:func:`torchsteps.grading.read_status` (or the results passed in), messages from
+Data: the rows of the export (:func:`torchsteps.results.export.collect_rows`: scores from the gradebook,
+statuses of the run), and messages from
 ``<root>/autograded/<student>/<assignment>/<notebook>.ipynb``. Failure messages come from student code
-and are hostile: every piece of text on the page goes through :func:`html.escape`, and the page carries a
+and are hostile: the template (``templates/report.html.j2``) autoescapes every value, and the page carries a
 Content-Security-Policy that forbids any network access and any script but its own (by hash).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-import html
 import io
 import math
 import re
@@ -31,10 +31,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
+import markupsafe
 import nbformat
 
 from .export import ExerciseColumn, GradeRow, collect_rows
-from .status import Status, SubmissionResult, read_status
+from ..constants import is_test_cell
+from .status import Status
 from .table import short_labels
 
 __all__ = [
@@ -151,48 +154,31 @@ def _notebook_errors(path: Path) -> dict[str, str] | None:
         return {}
     errors = {}
     for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.get("cell_type") != "code" or not meta.get("grade") or meta.get("solution"):
+        if not is_test_cell(cell):
             continue
         messages = [failure_message(o) for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if messages and meta.get("grade_id"):
-            errors[str(meta["grade_id"])] = messages[-1]
+        grade_id = cell.metadata.nbgrader.get("grade_id")
+        if messages and grade_id:
+            errors[str(grade_id)] = messages[-1]
     return errors
 
 
-def _course(root: Path):
-    from nbgrader.coursedir import CourseDirectory
-
-    from ..grading.course import load_config  # TODO(issue 9): report takes the export's rows
-
-    return CourseDirectory(config=load_config(root))
-
-
-def collect_report_data(root: str | Path, assignment_id: str, results: list[SubmissionResult] | None = None) -> ReportData:
-    """Everything the report shows, computed from the gradebook, the statuses and ``autograded/``."""
-    from nbgrader.api import Gradebook
-
-    root = Path(root).resolve()
-    coursedir = _course(root)
-    statuses = results if results is not None else read_status(root)
-    status = {r.student_id: r for r in statuses if r.assignment_id == assignment_id}
-    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
-        columns, rows = collect_rows(gb, root, assignment_id)
+def collect_report_data(columns: list[ExerciseColumn], rows: list[GradeRow], *, course_id: str, assignment_id: str,
+                        autograded_dir: str | Path) -> ReportData:
+    """Everything the report shows: the export's rows (:func:`torchsteps.results.export.collect_rows`) plus
+    the failure messages of the test cells in ``autograded_dir/<student>/<assignment>/*.ipynb``."""
     max_total = sum(c.max_score for c in columns)
 
     graded, ungraded, not_submitted = [], [], []
     for row in rows:
-        result = status.get(row.student_id)
-        if result is not None and result.status is not Status.GRADED:
-            ungraded.append((row.student_id, result.reason or row.reason or "no reason recorded"))
-        elif row.status is Status.GRADED:
+        if row.status is Status.GRADED:
             graded.append(row)
         elif row.status is Status.ERROR:
             ungraded.append((row.student_id, row.reason or "no reason recorded"))
         else:
             not_submitted.append(row.student_id)
 
-    autograded = root / coursedir.autograded_directory
+    autograded = Path(autograded_dir)
     errors: dict[tuple[str, str], dict[str, str] | None] = {}
     for row in graded:
         for notebook in dict.fromkeys(c.notebook for c in columns):
@@ -229,7 +215,7 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
             failed=sum(1 for f in full if not f),
         ))
     return ReportData(
-        course_id=coursedir.course_id,
+        course_id=course_id,
         assignment_id=assignment_id,
         columns=columns,
         max_total=max_total,
@@ -302,31 +288,6 @@ def plot_exercise_means(exercises: list[ExerciseStats]) -> str:
 
 # --- HTML -------------------------------------------------------------------------------------------
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 2em auto;
-       max-width: 70em; padding: 0 1.5em; line-height: 1.4; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; }
-h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; }
-h3 { font-size: 1em; margin: 1.2em 0 0.3em; }
-p.meta { color: #555; margin-top: 0; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1.2em; }
-dl.summary dt { color: #555; } dl.summary dd { margin: 0; font-weight: 600; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; max-width: 100%; }
-th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.low { color: #b00020; }
-table.failure-messages, table#ungraded { width: 100%; }
-table.failure-messages td.count, table.failure-messages th.num { width: 6em; }
-a { color: #1a5fb4; }
-img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
-code, .message { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.9em; }
-.message { white-space: pre-wrap; overflow-wrap: anywhere; }
-.pseudo { color: #666; font-style: italic; font-family: inherit; }
-.note { color: #555; font-size: 0.9em; }
-.none { color: #555; font-style: italic; }
-"""
-
 # Marks each image with data-loaded="true|false" once the page has loaded (decoded and non-empty), so
 # that a headless browser's DOM dump shows whether the plots rendered. Allowed by hash in the CSP.
 _SCRIPT = (
@@ -336,6 +297,9 @@ _SCRIPT = (
     " document.documentElement.setAttribute('data-ready', 'true'); });"
 )
 
+# Below this item-rest correlation an exercise is shown in red (it separates strong from weak students poorly).
+LOW_DISCRIMINATION = 0.2
+
 
 def _csp() -> str:
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
@@ -343,10 +307,6 @@ def _csp() -> str:
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
     )
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _pct(value: float | None) -> str:
@@ -361,133 +321,51 @@ def _anchor(e: ExerciseStats) -> str:
     return "failures-" + re.sub(r"[^0-9A-Za-z]+", "-", e.label)
 
 
-def _message_cell(message: str) -> str:
-    if message in (NOT_SUBMITTED, NO_ERROR_OUTPUT):
-        return f'<td class="message pseudo">{_e(message)}</td>'
-    shown = message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + " …"
-    return f'<td class="message"><code>{_e(shown)}</code></td>'
+def _shorten(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + " …"
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    # Autoescape everything: failure messages, reasons and student ids come from student code.
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("torchsteps.results", "templates"),
+        autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(pct=_pct, num=_num, anchor=_anchor, shorten=_shorten, g=lambda v: format(v, "g"))
+    return env
 
 
 def render_html(data: ReportData) -> str:
-    """The report page for ``data``; every string from the gradebook or from students is escaped."""
-    n = len(data.graded)
+    """The report page for ``data`` (template ``templates/report.html.j2``); every string is escaped."""
     totals = sorted(data.totals)
-    mean_total = _mean(data.totals)
     median = None
     if totals:
         mid = len(totals) // 2
         median = totals[mid] if len(totals) % 2 else (totals[mid - 1] + totals[mid]) / 2
-    title = f"Grading report: {data.assignment_id}"
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(_csp())}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style>",
-        f"<script>{_SCRIPT}</script>",
-        "</head>",
-        "<body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">Course <code>{_e(data.course_id)}</code>. Written by <code>make grade</code> '
-        "(<code>python -m torchsteps grade</code>) from the gradebook and the autograded notebooks.</p>",
-        '<section id="summary">',
-        '<dl class="summary">',
-        f'<dt>graded submissions</dt><dd id="graded-count">{n}</dd>',
-        f'<dt>could not be graded</dt><dd id="ungraded-count">{len(data.ungraded)}</dd>',
-        f'<dt>on the roster, nothing submitted</dt><dd id="not-submitted-count">{len(data.not_submitted)}</dd>',
-        f"<dt>mean total</dt><dd>{_num(mean_total)} / {data.max_total:g}"
-        + (f" ({mean_total / data.max_total:.0%})" if mean_total is not None and data.max_total else "") + "</dd>",
-        f"<dt>median, min, max</dt><dd>{_num(median, 'g')}, {_num(totals[0] if totals else None, 'g')}, "
-        f"{_num(totals[-1] if totals else None, 'g')}</dd>",
-        "</dl>",
-        "</section>",
-        '<section id="distribution">',
-        "<h2>Score distribution</h2>",
-        f'<img id="score-distribution" alt="Histogram of the total scores of {n} graded submissions" '
-        f'src="{plot_score_distribution(data.totals, data.max_total)}">',
-        "</section>",
-        '<section id="exercise-summary">',
-        "<h2>Exercises</h2>",
-        f'<img id="exercise-means" alt="Mean score of each exercise, as a fraction of its points" '
-        f'src="{plot_exercise_means(data.exercises)}">',
-        '<table id="exercises">',
-        "<thead><tr><th>#</th><th>notebook</th><th>exercise</th><th class=\"num\">points</th>"
-        "<th class=\"num\">mean points</th><th class=\"num\">mean score</th><th class=\"num\">full marks</th>"
-        "<th class=\"num\">discrimination</th><th class=\"num\">failing</th></tr></thead>",
-        "<tbody>",
-    ]
-    for e in data.exercises:
-        low = ' low' if e.discrimination is not None and e.discrimination < 0.2 else ''
-        out.append(
-            f'<tr data-exercise="{_e(e.column.key)}">'
-            f'<td>{_e(e.label)}</td><td>{_e(e.column.notebook)}</td><td><code>{_e(e.column.grade_id)}</code></td>'
-            f'<td class="num points">{e.column.max_score:g}</td>'
-            f'<td class="num mean-points">{_num(e.mean_points)}</td>'
-            f'<td class="num mean-score">{_pct(e.mean_fraction)}</td>'
-            f'<td class="num full-marks">{_pct(e.full_marks)}</td>'
-            f'<td class="num discrimination{low}">{_num(e.discrimination)}</td>'
-            + (f'<td class="num failing"><a href="#{_anchor(e)}">{e.failed}</a></td></tr>' if e.failures
-               else f'<td class="num failing">{e.failed}</td></tr>')
-        )
-    out += [
-        "</tbody></table>",
-        '<p class="note">Mean score: mean of score / points over the graded submissions. Full marks: share of '
-        "graded submissions with all the exercise's points. Discrimination: correlation between the "
-        "exercise's score and the student's total on the other exercises (item-rest, point-biserial for "
-        "all-or-nothing tests), from -1 to 1; below 0.2 (red) the exercise separates strong from weak "
-        "students poorly; n/a when everyone scored the same on it or on the rest.</p>",
-        "</section>",
-        '<section id="failures">',
-        "<h2>Most common failure messages</h2>",
-        f'<p class="note">Per exercise, the error of its test cell in the autograded notebooks '
-        f"(<code>ename: evalue</code>), identical messages grouped, the {TOP_MESSAGES} most common first, "
-        "with the number of graded students who hit each.</p>",
-    ]
-    failing = [e for e in data.exercises if e.failures]
-    if not failing:
-        out.append('<p class="none">No test cell failed.</p>')
-    for e in failing:
-        out.append(f'<div class="exercise-failures" id="{_anchor(e)}" data-exercise="{_e(e.column.key)}">')
-        out.append(f"<h3>{_e(e.label)} {_e(e.column.notebook)}: <code>{_e(e.column.grade_id)}</code> "
-                   f"({e.failed} of {e.n} students)</h3>")
-        out.append('<table class="failure-messages"><thead><tr><th class="num">students</th><th>message</th></tr></thead><tbody>')
-        for message, count in e.failures[:TOP_MESSAGES]:
-            out.append(f'<tr><td class="num count">{count}</td>{_message_cell(message)}</tr>')
-        rest = e.failures[TOP_MESSAGES:]
-        if rest:
-            out.append(f'<tr class="more"><td class="num count">{sum(c for _, c in rest)}</td>'
-                       f'<td class="pseudo">{len(rest)} other messages</td></tr>')
-        out.append("</tbody></table></div>")
-    out += [
-        "</section>",
-        '<section id="ungraded-section">',
-        "<h2>Could not be graded</h2>",
-        '<table id="ungraded"><thead><tr><th>student</th><th>reason</th></tr></thead><tbody>',
-    ]
-    for student, reason in data.ungraded:
-        out.append(f'<tr><td class="student">{_e(student)}</td><td class="reason message">{_e(reason)}</td></tr>')
-    if not data.ungraded:
-        out.append('<tr class="none"><td colspan="2">Every submission was graded.</td></tr>')
-    out.append("</tbody></table>")
-    if data.not_submitted:
-        out.append('<p id="not-submitted">On the roster but nothing in <code>submitted/</code>: '
-                   + ", ".join(f"<code>{_e(s)}</code>" for s in data.not_submitted) + ".</p>")
-    out += ["</section>", "</body>", "</html>", ""]
-    return "\n".join(out)
+    env = _environment()
+    css = env.loader.get_source(env, "report.css")[0]
+    return env.get_template("report.html.j2").render(
+        data=data,
+        title=f"Grading report: {data.assignment_id}",
+        csp=_csp(),
+        css=markupsafe.Markup(css),  # ours, and <style> is raw text: entities would not be decoded there
+        script=markupsafe.Markup(_SCRIPT),  # ours; must stay byte-identical to its hash in the CSP
+        mean_total=_mean(data.totals),
+        median=median,
+        minimum=totals[0] if totals else None,
+        maximum=totals[-1] if totals else None,
+        distribution_png=plot_score_distribution(data.totals, data.max_total),
+        means_png=plot_exercise_means(data.exercises),
+        top_messages=TOP_MESSAGES,
+        low_discrimination=LOW_DISCRIMINATION,
+        pseudo_messages=(NOT_SUBMITTED, NO_ERROR_OUTPUT),
+    ) + "\n"
 
 
-def write_report(root: Path, assignment_id: str, results: list[SubmissionResult] | None = None) -> Path:
-    """Write ``<root>/report/index.html`` for ``assignment_id`` and return its path.
-
-    ``results`` are the statuses from :func:`torchsteps.grading.grade_class`; when ``None`` they are read
-    from :data:`torchsteps.grading.STATUS_FILE`.
-    """
-    root = Path(root).resolve()
-    page = render_html(collect_report_data(root, assignment_id, results))
-    path = root / REPORT_FILE
+def write_report(root: str | Path, data: ReportData) -> Path:
+    """Write the report page for ``data`` to ``<root>/`` :data:`REPORT_FILE` and return its path."""
+    path = Path(root) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    path.write_text(render_html(data), encoding="utf-8")
     return path
