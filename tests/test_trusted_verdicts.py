@@ -19,8 +19,8 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, write_submissions
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "03_dtypes_and_casting"
 EXERCISES = ["to_float32", "round_to_int", "nonzero_mask", "sum_dtype", "brighten", "mean_as_float"]

@@ -1,0 +1,327 @@
+"""Trusted verdicts: nbgrader's execute step with the test cells run outside the student's process.
+
+::
+
+    host (nbgrader autograde, TrustedExecute)
+     ├── student kernel (sandbox A, uid K)           ├── grader process (sandbox B, uid G)
+     │   lesson, answer and student cells            │   test cells, visible and hidden
+     │   + harness (loaded before any student code)  │   + trusted code only: torch, numpy, checks.py
+     │                                               │
+     │   <── call f(args) ──── host relays ──────────┤  f is a proxy for the notebook's f
+     │   ─── result + facts ── host relays ─────────>│  verdict = whether the test cell raised
+     │       (data only: torch.save / weights_only)  │
+
+A test cell (``utils.is_grade(cell) and not utils.is_solution(cell)``) never runs in the student kernel:
+:class:`TrustedExecute` sends its source to the grader process (:mod:`torchsteps.sandbox.grader_process`), which
+runs it in a namespace of trusted code, gives it proxies for the student's names, and reports its output
+and whether it raised. The cell's outputs in the autograded notebook are the grader's output (``stream``
+and ``error``), with what the student's function printed while it was called; never an
+``execute_result``, so a test cell scores full points exactly when the grader-side code did not raise.
+Locked cells that are not graded (the setup cell with the imports) run in both processes. Everything
+else runs in the student kernel as with :class:`torchsteps.nbgrader_plugins.execute.GuardedExecute`, whose time budget,
+output cap and dead-kernel handling apply to all of it.
+
+In Jupyter and in the pytest self-check nothing changes: there, test cells run in the student's kernel.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+
+from queue import Empty
+
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.v4 import new_code_cell, new_output
+from nbgrader import utils
+from traitlets import Bool, Integer
+
+from ..constants import is_test_cell
+from ..sandbox.grader_process import GraderError, get_grader_parent, harness_bootstrap
+from .execute import GuardedExecute
+
+__all__ = ["TrustedExecute"]
+
+
+def _trusted_setup_cell(cell) -> bool:
+    return cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_grade(cell) and not utils.is_solution(cell)
+
+
+class TrustedExecute(GuardedExecute):
+    """``GuardedExecute`` whose test cells run in a separate, sandboxed grader process (see the module doc)."""
+
+    max_crossing_bytes = Integer(
+        64 * 1024 * 1024, help="largest message between the student kernel and the grader (result and arguments), bytes"
+    ).tag(config=True)
+    trusted_verdicts = Bool(
+        True, help="run test cells in the grader process; False runs them in the student kernel (GuardedExecute)"
+    ).tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._grader = None
+        self._harness_ready = False
+        self._setup_sources: list[tuple[str, str]] = []
+        self._serving = None
+        self._folder = (resources or {}).get("metadata", {}).get("path")
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            if self._grader is not None:
+                self._grader.close()
+                self._grader = None
+
+    # --- cells ----------------------------------------------------------------------------------------
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not self.trusted_verdicts:
+            return super().preprocess_cell(cell, resources, index)
+        if not self._harness_ready and not self._stopped:
+            self._load_harness(index)
+        if not is_test_cell(cell):
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            if _trusted_setup_cell(cell):
+                self._setup_sources.append((cell.source, f"<setup cell {index}>"))
+                self._run_setup(cell.source, f"<setup cell {index}>")
+            return cell, resources
+        if not self._stopped and time.monotonic() >= self._deadline:
+            self._stopped = f"the notebook used up its time limit of {self.notebook_timeout} s before this cell"
+        if self._stopped:
+            self._not_run(cell, self._stopped)
+            return cell, resources
+        cell.outputs = []
+        self._run_test(cell, index)
+        self.nb.cells[index] = cell
+        return cell, resources
+
+    def _load_harness(self, index):
+        self._harness_ready = True
+        original = self.nb.cells[index]
+        try:
+            self.execute_cell(new_code_cell(source=harness_bootstrap()), index, store_history=False)
+        except DeadKernelError:
+            pass  # the first cell finds the dead kernel and reports it
+        finally:
+            self.nb.cells[index] = original  # nbclient stores the cell it ran at this index
+
+    def _grader_child(self):
+        if self._grader is None or self._grader.finished:
+            parent = get_grader_parent(self.km, getattr(self.km, "_sandboxed", False))
+            self._grader = parent.start_child(self._folder, list(getattr(self.km, "workdir_files", ["checks.py"])))
+            for source, label in self._setup_sources:
+                self._exchange(self._grader, "setup", source, label, outputs=None, index=None)
+        return self._grader
+
+    def _run_setup(self, source, label):
+        try:
+            self._exchange(self._grader_child(), "setup", source, label, outputs=None, index=None)
+        except (GraderError, TimeoutError) as e:
+            self.log.warning("The grader process could not run %s: %s", label, e)
+
+    def _run_test(self, cell, index):
+        label = f"<test cell {cell.metadata.nbgrader.get('grade_id', index)}>"
+        try:
+            grader = self._grader_child()
+            try:
+                error = self._exchange(grader, "run", cell.source, label, outputs=cell.outputs, index=index)
+            finally:
+                self._stop_serving(cell.outputs)
+        except (GraderError, TimeoutError) as e:
+            if self._grader is not None:
+                self._grader.parent.close()
+                self._grader = None
+            error = {"ename": "GraderError", "evalue": f"the test could not be completed: {e}",
+                     "traceback": [f"GraderError: the test could not be completed: {e}"]}
+        if error:
+            cell.outputs.append(new_output("error", **error))
+
+    def _exchange(self, grader, op, source, label, outputs, index):
+        """Run one cell in the grader; serve its requests in the student kernel; return its error (or None)."""
+        deadline = time.monotonic() + self._cell_timeout(None)
+        grader.send(op=op, source=source, label=label)
+        while True:
+            message = grader.receive(deadline - time.monotonic())
+            kind = message.get("op")
+            if kind == "stream" and outputs is not None:
+                self._append_stream(outputs, str(message.get("name")), str(message.get("text", "")))
+            elif kind in ("call", "names"):
+                if index is None:  # a setup cell has no business with the student's names
+                    grader.send(op="failed", reason="not available in a setup cell")
+                    continue
+                reply, failure = self._student_request(kind, message, outputs, index)
+                grader.send(**({"op": "reply", "payload": reply} if failure is None else {"op": "failed", "reason": failure}))
+                deadline = time.monotonic() + self._cell_timeout(None)  # the call's time is the student's, not the grader's
+            elif kind == "done":
+                return message.get("error")
+            elif kind == "exited":
+                raise GraderError(f"the grader process ended while running the cell (exit status {message.get('status')})")
+
+    def _append_stream(self, outputs, name, text):
+        if name not in ("stdout", "stderr") or not text:
+            return
+        if outputs and outputs[-1].output_type == "stream" and outputs[-1].name == name:
+            outputs[-1].text += text
+        else:
+            outputs.append(new_output("stream", name=name, text=text))
+
+    # --- the student kernel's side of a call ------------------------------------------------------------
+    # During a test cell the student kernel runs ONE execute request, the harness's serve loop, which takes
+    # calls over a UNIX socket in the sandbox's run/ folder (the same path inside and out) until told to
+    # stop: a few hundred calls per notebook cost a socket round trip each instead of a kernel request each.
+    def _socket_dir(self) -> Path:
+        km = self.km
+        if getattr(km, "_zygote", None) is not None:
+            return Path(km._zygote.root) / "run"
+        if getattr(km, "_sandbox_dir", None):
+            return Path(km._sandbox_dir) / "run"
+        if getattr(self, "_tmp_socket_dir", None) is None:
+            import tempfile
+
+            self._tmp_socket_dir = tempfile.mkdtemp(prefix="torchsteps-harness-")
+        return Path(self._tmp_socket_dir)
+
+    def _start_serving(self, index):
+        import socket
+
+        path = str(self._socket_dir() / f"harness-{os.urandom(6).hex()}.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            os.chmod(path, 0o666)  # the kernel's user connects; the folder is this sandbox's own
+            listener.listen(1)
+            msg_id = self.kc.execute(
+                f"__import__('builtins').__torchsteps_harness__.serve({path!r})",
+                store_history=False, allow_stdin=False, stop_on_error=False,
+            )
+            listener.settimeout(max(1.0, min(30.0, self._cell_timeout(None))))
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                raise ConnectionError("the harness in the student's kernel did not answer") from None
+        finally:
+            listener.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._serving = (connection, msg_id, index)
+
+    def _drain(self, outputs, index, until_idle=False, timeout=0.0):
+        """Move the serve loop's outputs (what the student's function printed) into the test cell's outputs."""
+        if not getattr(self, "_serving", None):
+            return True
+        _, msg_id, _ = self._serving
+        deadline = time.monotonic() + timeout
+        collected = []
+
+        async def pull():
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    msg = await ensure_async(self.kc.get_iopub_msg(timeout=max(0.0, min(left, 1.0)) if until_idle else 0))
+                except Empty:
+                    if not until_idle or time.monotonic() >= deadline:
+                        return False
+                    if not await ensure_async(self.km.is_alive()):
+                        return False
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["msg_type"]
+                if kind == "status" and msg["content"].get("execution_state") == "idle":
+                    return True
+                if kind in ("stream", "display_data", "execute_result", "error"):
+                    self.output(collected, msg, None, index)
+
+        idle = run_sync(pull)()
+        for out in collected:
+            if outputs is None:
+                break
+            if out.output_type == "stream":
+                self._append_stream(outputs, out.name, out.text)
+            elif out.output_type in ("display_data", "execute_result"):
+                # Shown, but never as an execute_result: a test cell's score comes from the grader alone.
+                outputs.append(new_output("display_data", data=out.get("data", {}), metadata={}))
+            elif out.output_type == "error":
+                self._append_stream(outputs, "stderr", f"{out.get('ename')}: {out.get('evalue')}\n")
+        return idle
+
+    def _stop_serving(self, outputs):
+        """End the serve loop (the socket closes) and collect what it printed last."""
+        if not getattr(self, "_serving", None):
+            return
+        connection, msg_id, index = self._serving
+        try:
+            connection.close()
+        finally:
+            idle = self._drain(outputs, index, until_idle=True, timeout=10)
+            self._serving = None
+        if not idle:
+            if not run_sync(lambda: ensure_async(self.km.is_alive()))():
+                self._stopped = (
+                    f"the kernel died while a test called the notebook's code in cell {index} (memory or CPU limit, "
+                    "a crash, or the code ended the process); later cells were not run"
+                )
+            else:
+                run_sync(lambda: ensure_async(self.km.interrupt_kernel()))()
+                self._drain(None, index, until_idle=True, timeout=5)
+
+    def _student_request(self, kind, message, outputs, index):
+        """Run a harness request in the student kernel; ``(base64 payload, None)`` or ``(None, reason)``."""
+        import base64
+
+        if self._stopped:
+            return None, self._stopped
+        try:
+            payload = base64.b64decode(str(message.get("payload", "")), validate=True)
+        except ValueError:
+            return None, "malformed request"
+        name = str(message.get("name", ""))
+        if len(payload) > self.max_crossing_bytes or (kind == "call" and not name.isidentifier()):
+            return None, "the arguments are too large to send" if name.isidentifier() or kind != "call" else "not a function name"
+        header = json.dumps({"op": kind, "name": name}).encode()
+        try:
+            if getattr(self, "_serving", None) is None:
+                self._start_serving(index)
+            connection = self._serving[0]
+            connection.settimeout(None)
+            connection.sendall(len(header).to_bytes(4, "little") + len(payload).to_bytes(8, "little") + header + payload)
+            reply = self._receive_reply(connection)
+        except (OSError, ConnectionError, CellTimeoutError) as e:
+            self._stop_serving(outputs)
+            return None, f"the call to the notebook's code failed: {e}"
+        finally:
+            self._drain(outputs, index)
+        return base64.b64encode(reply).decode("ascii"), None
+
+    def _receive_reply(self, connection) -> bytes:
+        """One reply frame (8-byte length, then the message); interrupts the student's function at the time limit."""
+        import select
+
+        deadline = time.monotonic() + self._cell_timeout(None)
+        interrupted = False
+        data = bytearray()
+        while True:
+            if len(data) >= 8:
+                size = int.from_bytes(data[:8], "little")
+                if size > self.max_crossing_bytes:
+                    raise ConnectionError("the result is too large")
+                if len(data) >= 8 + size:
+                    return bytes(data[8:8 + size])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if interrupted or not self.interrupt_on_timeout:
+                    raise CellTimeoutError("the call did not finish within the time limit")
+                run_sync(lambda: ensure_async(self.km.interrupt_kernel()))()
+                interrupted, deadline = True, time.monotonic() + 10
+                continue
+            if not select.select([connection], [], [], min(left, 1.0))[0]:
+                if not run_sync(lambda: ensure_async(self.km.is_alive()))():
+                    raise ConnectionError("the student's kernel died during the call")
+                continue
+            chunk = connection.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("the student's kernel closed the connection (it died, or the harness was stopped)")
+            data += chunk

@@ -1,0 +1,231 @@
+"""The host's side of the grader process: a sandboxed warm parent per grading process, a forked child per notebook.
+
+The grader process (:mod:`.grader`, a script run inside the sandbox) runs the test cells. It gets a
+bubblewrap sandbox of its own, built by :meth:`.kernel_manager.SandboxedKernelManager.sandbox_command` with the same limits as
+a student kernel but a different user id (claimed here, from ``uid + GRADER_UID_OFFSET`` on), so the
+student kernel can neither signal it nor read or write its files; its working folder holds only the
+files the tests import (``checks.py``), owned by root and read-only to it. Like the student kernels
+(:mod:`.warm`), the parent imports torch once and forks one child per notebook; between
+notebooks it empties its ``/tmp``.
+
+The host only relays messages (JSON lines); it never decodes data that came from the student kernel.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fnmatch import fnmatch
+from pathlib import Path
+
+from .folders import SANDBOX_WORKDIR, make_private_dir
+
+__all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "GRADER_UID_OFFSET"]
+
+HERE = Path(__file__).resolve().parent
+INSIDE = "/opt/torchsteps"
+GRADER_UID_OFFSET = 1100  # kernels use uid, uid+1, ...; graders uid+1100, uid+1101, ... (no overlap below 1100 workers)
+
+
+def harness_bootstrap() -> str:
+    """Code that loads the harness (:mod:`.harness`, with :mod:`.crossing`) into a student kernel.
+
+    Run before any cell of the notebook; it adds no name to the notebook's namespace.
+    """
+    modules = [("_torchsteps_crossing", (HERE / "crossing.py").read_text()),
+               ("_torchsteps_harness", (HERE / "harness.py").read_text())]
+    loader = (
+        "import sys, types\n"
+        f"for name, source in {modules!r}:\n"
+        "    module = types.ModuleType(name)\n"
+        "    module.__file__ = '<' + name + '>'\n"
+        "    sys.modules[name] = module\n"
+        "    exec(compile(source, module.__file__, 'exec'), module.__dict__)\n"
+    )
+    return f"exec(compile({loader!r}, '<torchsteps harness>', 'exec'), {{'__name__': '_torchsteps_boot'}});"
+
+
+class GraderError(RuntimeError):
+    """The grader process died, stopped answering or sent something unreadable."""
+
+
+_claimed: tuple[int, object] | None = None
+
+
+def _claim_grader_uid(base: int, lock_dir: Path) -> int:
+    """A user id for this process's grader sandboxes that no other live grading process holds (flock)."""
+    global _claimed
+    if _claimed is not None:
+        return _claimed[0]
+    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    for uid in range(base, base + 1000):
+        handle = open(lock_dir / f"grader-uid-{uid}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed = (uid, handle)
+        return uid
+    raise GraderError(f"no free grader user id in {base}..{base + 999}")
+
+
+class _Lines:
+    """Reads JSON lines from a pipe with a deadline (several lines may arrive at once)."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer = fd, b""
+
+    def read(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                raise GraderError("the grader process exited")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise GraderError("the grader process sent an unreadable line") from None
+
+
+class GraderParent:
+    """One warm grader parent (sandboxed unless the manager runs kernels without a sandbox)."""
+
+    def __init__(self, manager, sandboxed: bool):
+        self.root = make_private_dir(manager.runtime_dir)
+        self.work = self.root / "work"
+        os.chmod(self.work, 0o755)
+        settings = {
+            "preload": list(manager.preload), "warmup": manager.warmup, "cpu_seconds": manager.cpu_seconds,
+            "workdir": SANDBOX_WORKDIR if sandboxed else str(self.work), "sandboxed": sandboxed,
+        }
+        if sandboxed:
+            uid = _claim_grader_uid(manager.uid + GRADER_UID_OFFSET, Path(manager.runtime_dir))
+            command = manager.sandbox_command(
+                [sys.executable, f"{INSIDE}/grader.py", json.dumps(settings)], self.root,
+                extra_ro_binds={str(HERE / "grader.py"): f"{INSIDE}/grader.py",
+                                str(HERE / "crossing.py"): f"{INSIDE}/_torchsteps_crossing.py"},
+                cpu_limit=False,
+            )
+            kernel_uid = manager.kernel_uid if os.geteuid() == 0 else None
+            command = [
+                f"--reuid={uid}" if a == f"--reuid={kernel_uid}" else f"--regid={uid}" if a == f"--regid={kernel_uid}" else a
+                for a in command
+            ]
+        else:
+            command = [sys.executable, str(HERE / "grader.py"), json.dumps(settings)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True, cwd=str(self.root),
+        )
+        self.lines = _Lines(self.process.stdout.fileno())
+        try:
+            ready = self.lines.read(120)
+        except TimeoutError:
+            self.close()
+            raise GraderError("the grader process did not start within 120 s") from None
+        if ready.get("op") != "ready":
+            raise GraderError(f"the grader process did not start: {ready}")
+
+    def send(self, **message) -> None:
+        try:
+            self.process.stdin.write((json.dumps(message) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError) as e:
+            raise GraderError(f"the grader process stopped ({e})") from None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def start_child(self, folder: str | None, patterns: list[str]) -> "GraderChild":
+        """Fork a grader for one notebook, with the files of ``folder`` matching ``patterns`` to import."""
+        for entry in self.work.iterdir():
+            entry.unlink() if not entry.is_dir() or entry.is_symlink() else shutil.rmtree(entry)
+        if folder and os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                if entry.is_file(follow_symlinks=False) and any(fnmatch(entry.name, p) for p in patterns):
+                    shutil.copyfile(entry.path, self.work / entry.name)
+                    os.chmod(self.work / entry.name, 0o644)
+        self.send(op="start")
+        try:
+            ready = self.lines.read(30)
+        except TimeoutError:
+            raise GraderError("the grader process did not fork within 30 s") from None
+        if ready.get("op") != "ready":
+            raise GraderError(f"the grader process could not start a grader: {ready}")
+        return GraderChild(self)
+
+    def close(self) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class GraderChild:
+    """The grader of one notebook: send cells, relay its requests, end it."""
+
+    def __init__(self, parent: GraderParent):
+        self.parent = parent
+        self.finished = False
+
+    def send(self, **message) -> None:
+        self.parent.send(**message)
+
+    def receive(self, timeout: float) -> dict:
+        """The next message; ``{"op": "exited"}`` when the child died (the parent reports it)."""
+        message = self.parent.lines.read(max(0.1, timeout))
+        if message.get("op") == "exited":
+            self.finished = True
+        return message
+
+    def close(self, timeout: float = 10) -> None:
+        """End the child (waiting for the parent's report), or kill the whole grader sandbox if it hangs."""
+        if self.finished:
+            return
+        try:
+            self.send(op="exit")
+            deadline = time.monotonic() + timeout
+            while not self.finished:
+                self.receive(deadline - time.monotonic())
+        except (GraderError, TimeoutError):
+            self.parent.close()
+        self.finished = True
+
+
+_parents: dict[tuple, GraderParent] = {}
+
+
+def get_grader_parent(manager, sandboxed: bool) -> GraderParent:
+    """This process's warm grader parent for the manager's sandbox settings (started on first use)."""
+    key = (manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
+           manager.max_open_files, tuple(manager.preload), manager.warmup, sandboxed)
+    parent = _parents.get(key)
+    if parent is None or not parent.alive():
+        if parent is not None:
+            parent.close()
+        parent = _parents[key] = GraderParent(manager, sandboxed)
+    return parent
+
+
+@atexit.register
+def _close_all() -> None:
+    for parent in _parents.values():
+        parent.close()
+    _parents.clear()
