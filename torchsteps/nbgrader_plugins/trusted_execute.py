@@ -134,6 +134,18 @@ class TrustedExecute(GuardedExecute):
                 self._grader = None
             error = {"ename": "GraderError", "evalue": f"the test could not be completed: {e}",
                      "traceback": [f"GraderError: the test could not be completed: {e}"]}
+        except (DeadKernelError, CellTimeoutError):
+            raise
+        except Exception as e:
+            # Not the student's doing: the submission fails with a reason that says where (and is graded again).
+            import traceback
+
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            self.log.error("Trusted execution of cell %s failed", index, exc_info=True)
+            raise RuntimeError(
+                f"trusted execution of {label} failed: {type(e).__name__}: {e} "
+                f"(at {Path(frame.filename).name}:{frame.lineno})"
+            ) from e
         if error:
             cell.outputs.append(new_output("error", **error))
 
