@@ -1,6 +1,8 @@
 """Command line: ``python -m torchsteps grade`` (what ``make grade`` runs) and helpers.
 
-    python -m torchsteps grade [--course DIR] [--assignment NAME]
+    python -m torchsteps [--course DIR] [--assignment NAME] grade
+        (without --assignment: every assignment of the course's source/ folder, one after the other;
+        grades.csv then holds every assignment in the gradebook, the report covers the ones graded)
     python -m torchsteps demo-class [--course DIR]      # regenerate submitted/ from the mistake catalogue
 """
 
@@ -13,6 +15,14 @@ import time
 from pathlib import Path
 
 ASSIGNMENT = "pytorch_basics"
+
+
+def course_assignments(api) -> list[str]:
+    """Names of the assignments in the course's ``source/`` folder (sub-folders holding a notebook), sorted."""
+    source = Path(api.coursedir.root) / api.coursedir.source_directory
+    if not source.is_dir():
+        return []
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.ipynb")))
 
 
 def _grade(args) -> int:
@@ -49,19 +59,31 @@ def _grade(args) -> int:
         mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
-    console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
-    results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only,
-                          on_progress=progress, on_note=lambda note: console.print(note, markup=False))
+    assignments = [args.assignment] if args.assignment else course_assignments(api)
+    if not assignments:
+        console.print(f"[bold red]No assignment to grade:[/bold red] no folder with a notebook in {api.coursedir.source_directory}/")
+        return 2
+    results = []
+    for assignment in assignments:
+        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
+        results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only,
+                               on_progress=progress, on_note=lambda note: console.print(note, markup=False))
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
-        columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
-    print_grades(columns, rows, console)
+        # Every assignment the gradebook knows, as `nbgrader export` would write it.
+        everything = sorted(a.name for a in gb.assignments)
+        csv_path = write_csv(gb, api.coursedir.root, everything, Path(api.coursedir.root) / "grades.csv")
+        tables = [(a, *collect_rows(gb, api.coursedir.root, a)) for a in assignments]
+    for assignment, columns, rows in tables:
+        if len(tables) > 1:
+            console.print(f"[bold]{assignment}[/bold]")
+        print_grades(columns, rows, console)
     if not args.autograde_only:
-        console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment, results)}")
+        console.print(f"Report: {write_report(Path(api.coursedir.root), assignments, results)}")
     elapsed = time.perf_counter() - start
-    failed = [r for r in results if r.status != "graded"]
+    graded = [r for r in results if r.status != "not submitted"]
+    failed = [r for r in graded if r.status != "graded"]
     console.print(
-        f"{len(results)} submissions in {elapsed:.1f} s ({elapsed / max(len(results), 1):.1f} s each); "
+        f"{len(graded)} submissions in {elapsed:.1f} s ({elapsed / max(len(graded), 1):.1f} s each); "
         f"{len(failed)} could not be graded. Grades: {csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
     )
     return 0
@@ -70,7 +92,7 @@ def _grade(args) -> int:
 def _demo_class(args) -> int:
     from .demo_class import write_demo_class
 
-    written = write_demo_class(Path(args.course), args.assignment)
+    written = write_demo_class(Path(args.course), args.assignment or ASSIGNMENT)
     print(f"wrote {len(written)} submissions to {Path(args.course) / 'submitted'}")
     return 0
 
@@ -78,7 +100,8 @@ def _demo_class(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
-    parser.add_argument("--assignment", default=ASSIGNMENT)
+    parser.add_argument("--assignment", default=None,
+                        help="the assignment to grade (a folder of source/); default: every assignment in source/")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")

@@ -13,6 +13,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.utils import parse_utc
 from traitlets import Dict, List
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
@@ -29,7 +30,10 @@ class Roster(Configurable):
     class holds it and :func:`register_roster` writes it to the gradebook through nbgrader's API.
     """
 
-    assignments = List(Dict(), help="[{'name': ..., 'duedate': ...}, ...]").tag(config=True)
+    assignments = List(
+        Dict(), help="[{'name': ..., 'duedate': '2026-03-15 17:00:00 UTC'}, ...]; the due date (parsed by "
+        "nbgrader.utils.parse_utc, UTC when no zone is given) is what late penalties count from",
+    ).tag(config=True)
     students = List(Dict(), help="[{'id': ..., 'first_name': ..., 'last_name': ...}, ...]").tag(config=True)
 
 
@@ -75,6 +79,8 @@ def register_roster(api: NbGraderAPI) -> Roster:
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         for assignment in roster.assignments:
             fields = {k: v for k, v in assignment.items() if k != "name"}
+            if isinstance(fields.get("duedate"), str):
+                fields["duedate"] = parse_utc(fields["duedate"])
             gb.update_or_create_assignment(assignment["name"], **fields)
         for student in roster.students:
             fields = {k: v for k, v in student.items() if k != "id"}

@@ -39,11 +39,13 @@ STATUS_FILE = "autograded/grading_status.json"
 class SubmissionResult:
     """The outcome of autograding one student's submission of one assignment.
 
-    ``status`` is ``"graded"`` (scores are in the gradebook) or ``"error"`` (``reason`` says why
-    the submission could not be graded). ``notes`` hold problems that did not stop grading, such
+    ``status`` is ``"graded"`` (scores are in the gradebook), ``"error"`` (``reason`` says why
+    the submission could not be graded) or ``"not submitted"`` (the student has no folder for the
+    assignment in ``submitted/``: nothing to grade, not an error). ``notes`` hold problems that did not stop grading, such
     as a missing notebook (scored 0). ``flags`` are possible tampering found by
     :class:`torchsteps.tamper.FlagTampering` (the submission then needs manual review).
-    ``seconds`` is the wall time of autograde + feedback.
+    ``seconds`` is the wall time of autograde + feedback; ``finished`` when it ended (seconds since
+    the epoch), to tell whether a later autograde (a stock ``nbgrader autograde --student``) replaced it.
     """
 
     student_id: str
@@ -53,14 +55,21 @@ class SubmissionResult:
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    finished: float = 0.0
 
 
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
-    """Student ids with a folder in ``submitted/``, sorted (whether or not it holds the assignment)."""
+    """Student ids with a ``submitted/<student>/<assignment_id>/`` folder, sorted.
+
+    A student with a folder for another assignment only has not submitted this one: not listed.
+    """
     submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
     if not submitted.is_dir():
         return []
-    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(
+        p.name for p in submitted.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / assignment_id).is_dir()
+    )
 
 
 _BOILERPLATE = (
@@ -137,10 +146,12 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     folder = root / api.coursedir.submitted_directory / student_id / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
+        if not folder.is_dir():
+            result.status = "not submitted"
+            result.finished = time.time()
+            return result
         if roster_ids and student_id not in roster_ids:
             raise UnreadableSubmission(f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)")
-        if not folder.is_dir():
-            raise UnreadableSubmission(f"no '{assignment_id}' folder in submitted/{student_id}")
         staged = root / STAGING_DIR / student_id / assignment_id
         result.notes = stage_submission(folder, staged, expected)
         if not any(staged.glob("*.ipynb")):
@@ -150,6 +161,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     except UnreadableSubmission as why:
         result.reason = str(why)
         result.seconds = time.perf_counter() - start
+        result.finished = time.time()
         return result
     with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
         graded = api.autograde(assignment_id, student_id, force=True, create=not roster_ids)
@@ -164,6 +176,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
             if not made["success"]:
                 result.notes.append("feedback not generated: " + _reason_from(made))
     result.seconds = time.perf_counter() - start
+    result.finished = time.time()
     return result
 
 
@@ -211,14 +224,28 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         for result in grade_in_parallel(api, assignment_id, students, roster_ids, expected, jobs, feedback):
             record(result)
     ordered = [results[s] for s in students]
-    write_status(api, ordered)
+    # A folder removed since the last run: that student has now submitted nothing.
+    gone = [
+        SubmissionResult(r.student_id, assignment_id, status="not submitted", finished=time.time())
+        for r in read_status(api.coursedir.root)
+        if r.assignment_id == assignment_id and r.student_id not in results
+    ]
+    write_status(api, ordered + gone)
     return ordered
 
 
 def write_status(api: NbGraderAPI, results: list[SubmissionResult]) -> Path:
+    """Record ``results`` in :data:`STATUS_FILE`, replacing earlier records of the same (assignment, student) only.
+
+    Records of other assignments and other students stay: grading a second assignment, or one student,
+    does not erase what the file says about the rest.
+    """
     path = Path(api.coursedir.root) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n", encoding="utf-8")
+    new = {(r.assignment_id, r.student_id) for r in results}
+    kept = [r for r in read_status(api.coursedir.root) if (r.assignment_id, r.student_id) not in new]
+    records = sorted(kept + list(results), key=lambda r: (r.assignment_id, r.student_id))
+    path.write_text(json.dumps([asdict(r) for r in records], indent=1) + "\n", encoding="utf-8")
     return path
 
 
@@ -226,4 +253,5 @@ def read_status(root: str | Path) -> list[SubmissionResult]:
     path = Path(root) / STATUS_FILE
     if not path.is_file():
         return []
-    return [SubmissionResult(**r) for r in json.loads(path.read_text(encoding="utf-8"))]
+    known = set(SubmissionResult.__dataclass_fields__)
+    return [SubmissionResult(**{k: v for k, v in r.items() if k in known}) for r in json.loads(path.read_text(encoding="utf-8"))]

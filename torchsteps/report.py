@@ -10,7 +10,12 @@ with matplotlib and embedded as ``data:`` URIs, the CSS is inline, nothing is fe
 - per exercise, the most common failure messages (``ename: evalue`` of the test cell's error in the
   autograded notebook) and how many students hit each;
 - the students whose submission could not be graded, with the reason, and the roster students who
-  submitted nothing.
+  submitted nothing;
+- what needs attention (flagged, late, ungradeable, waiting for a manual grade) and a per-student table
+  (:mod:`torchsteps.review`).
+
+Cells graded by hand (manually graded answers, task cells) count in an exercise's statistics only for
+the students whose grade is in; until then they are *pending*, never 0.
 
 Data: scores from the gradebook (:func:`torchsteps.export.collect_rows`), statuses from
 :func:`torchsteps.grading.read_status` (or the results passed in), messages from
@@ -35,6 +40,7 @@ import nbformat
 
 from .export import ExerciseColumn, GradeRow, collect_rows
 from .grading import SubmissionResult, read_status
+from .review import KINDS, ReviewItem, StudentRow, render_review_html, render_students_html, review_items, student_rows
 from .table import short_labels
 
 __all__ = [
@@ -126,6 +132,7 @@ class ExerciseStats:
     discrimination: float | None  # item-rest correlation; None when undefined
     failures: list[tuple[str, int]] = field(default_factory=list)  # (message, students), most common first
     failed: int = 0  # graded students below full marks
+    pending: int = 0  # graded students whose manual grade for this cell is not in yet (left out of n)
 
 
 @dataclass
@@ -139,6 +146,8 @@ class ReportData:
     exercises: list[ExerciseStats]
     ungraded: list[tuple[str, str]]  # (student, reason)
     not_submitted: list[str]  # roster students with no submission
+    review: list[ReviewItem] = field(default_factory=list)  # flagged, late, ungradeable, pending
+    students: list[StudentRow] = field(default_factory=list)  # one per student
 
 
 def _notebook_errors(path: Path) -> dict[str, str] | None:
@@ -174,18 +183,15 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
 
     root = Path(root).resolve()
     coursedir = _course(root)
-    statuses = results if results is not None else read_status(root)
-    status = {r.student_id: r for r in statuses if r.assignment_id == assignment_id}
+    # Statuses come from the gradebook and STATUS_FILE (collect_rows); ``results`` is kept for callers
+    # that pass them and is the same record grade_class has just written.
     with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
         columns, rows = collect_rows(gb, root, assignment_id)
     max_total = sum(c.max_score for c in columns)
 
     graded, ungraded, not_submitted = [], [], []
     for row in rows:
-        result = status.get(row.student_id)
-        if result is not None and result.status != "graded":
-            ungraded.append((row.student_id, result.reason or row.reason or "no reason recorded"))
-        elif row.status == "graded":
+        if row.status == "graded":
             graded.append(row)
         elif row.status == "error":
             ungraded.append((row.student_id, row.reason or "no reason recorded"))
@@ -204,13 +210,15 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
     totals = [sum(score(r, c) for c in columns) for r in graded]
     exercises = []
     for label, c in zip(short_labels(columns), columns):
-        points = [score(r, c) for r in graded]
+        # A cell waiting for its manual grade has no score yet: left out, not counted as 0.
+        rated = [(r, t) for r, t in zip(graded, totals) if c.key not in r.pending]
+        points = [score(r, c) for r, _ in rated]
         fractions = [p / c.max_score if c.max_score else 0.0 for p in points]
-        rest = [t - p for t, p in zip(totals, points)]
+        rest = [t - p for (_, t), p in zip(rated, points)]
         full = [c.max_score > 0 and p >= c.max_score - 1e-9 for p in points]
         messages: Counter[str] = Counter()
-        for row, is_full in zip(graded, full):
-            if is_full:
+        for (row, _), is_full in zip(rated, full):
+            if is_full or c.kind != "auto":  # only test cells have error outputs to quote
                 continue
             found = errors[row.student_id, c.notebook]
             if found is None:
@@ -220,13 +228,14 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
         exercises.append(ExerciseStats(
             column=c,
             label=label,
-            n=len(graded),
+            n=len(rated),
             mean_points=_mean(points),
             mean_fraction=_mean(fractions),
             full_marks=_mean([1.0 if f else 0.0 for f in full]),
             discrimination=item_rest_correlation(fractions, rest),
             failures=sorted(messages.items(), key=lambda kv: (-kv[1], kv[0])),
             failed=sum(1 for f in full if not f),
+            pending=len(graded) - len(rated),
         ))
     return ReportData(
         course_id=coursedir.course_id,
@@ -238,6 +247,8 @@ def collect_report_data(root: str | Path, assignment_id: str, results: list[Subm
         exercises=exercises,
         ungraded=sorted(ungraded),
         not_submitted=sorted(not_submitted),
+        review=review_items(rows),
+        students=student_rows(rows),
     )
 
 
@@ -416,7 +427,7 @@ def render_html(data: ReportData) -> str:
         '<table id="exercises">',
         "<thead><tr><th>#</th><th>notebook</th><th>exercise</th><th class=\"num\">points</th>"
         "<th class=\"num\">mean points</th><th class=\"num\">mean score</th><th class=\"num\">full marks</th>"
-        "<th class=\"num\">discrimination</th><th class=\"num\">failing</th></tr></thead>",
+        "<th class=\"num\">discrimination</th><th class=\"num\">failing</th><th class=\"num\">pending</th></tr></thead>",
         "<tbody>",
     ]
     for e in data.exercises:
@@ -429,8 +440,9 @@ def render_html(data: ReportData) -> str:
             f'<td class="num mean-score">{_pct(e.mean_fraction)}</td>'
             f'<td class="num full-marks">{_pct(e.full_marks)}</td>'
             f'<td class="num discrimination{low}">{_num(e.discrimination)}</td>'
-            + (f'<td class="num failing"><a href="#{_anchor(e)}">{e.failed}</a></td></tr>' if e.failures
-               else f'<td class="num failing">{e.failed}</td></tr>')
+            + (f'<td class="num failing"><a href="#{_anchor(e)}">{e.failed}</a></td>' if e.failures
+               else f'<td class="num failing">{e.failed}</td>')
+            + f'<td class="num pending">{f"{e.pending} pending" if e.pending else ""}</td></tr>'
         )
     out += [
         "</tbody></table>",
@@ -475,19 +487,52 @@ def render_html(data: ReportData) -> str:
     if data.not_submitted:
         out.append('<p id="not-submitted">On the roster but nothing in <code>submitted/</code>: '
                    + ", ".join(f"<code>{_e(s)}</code>" for s in data.not_submitted) + ".</p>")
-    out += ["</section>", "</body>", "</html>", ""]
+    out += ["</section>", render_review_html(data.review), render_students_html(data.students)]
+    out += ["</body>", "</html>", ""]
     return "\n".join(out)
 
 
-def write_report(root: Path, assignment_id: str, results: list[SubmissionResult] | None = None) -> Path:
-    """Write ``<root>/report/index.html`` for ``assignment_id`` and return its path.
+def write_report(root: Path, assignment_ids: str | list[str], results: list[SubmissionResult] | None = None) -> Path:
+    """Write the report of one assignment, or of several, and return the path of ``<root>/report/index.html``.
 
-    ``results`` are the statuses from :func:`torchsteps.grading.grade_class`; when ``None`` they are read
-    from :data:`torchsteps.grading.STATUS_FILE`.
+    One assignment: ``report/index.html`` is its report. Several: each gets
+    ``report/<assignment>/index.html`` and ``report/index.html`` links them, with what needs attention
+    and the per-student table of all of them. ``results`` are the statuses from
+    :func:`torchsteps.grading.grade_class`; when ``None`` they are read from
+    :data:`torchsteps.grading.STATUS_FILE`.
     """
     root = Path(root).resolve()
-    page = render_html(collect_report_data(root, assignment_id, results))
+    ids = [assignment_ids] if isinstance(assignment_ids, str) else list(assignment_ids)
     path = root / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    if len(ids) == 1:
+        path.write_text(render_html(collect_report_data(root, ids[0], results)), encoding="utf-8")
+        return path
+    datas = []
+    for assignment_id in ids:
+        data = collect_report_data(root, assignment_id, results)
+        page = root / "report" / assignment_id / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_html(data), encoding="utf-8")
+        datas.append(data)
+    path.write_text(render_index_html(datas), encoding="utf-8")
     return path
+
+
+def render_index_html(datas: list[ReportData]) -> str:
+    """The page linking each assignment's report, with the attention list and student table of all."""
+    title = "Grading report: " + ", ".join(d.assignment_id for d in datas)
+    out = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(_csp())}">',
+        f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+        f"<h1>{_e(title)}</h1>", '<ul id="assignments">',
+    ]
+    for d in datas:
+        out.append(f'<li><a href="{_e(d.assignment_id)}/index.html">{_e(d.assignment_id)}</a>: '
+                   f"{len(d.graded)} graded, {len(d.ungraded)} could not be graded, {len(d.not_submitted)} not submitted</li>")
+    out.append("</ul>")
+    review = sorted((i for d in datas for i in d.review), key=lambda i: (KINDS.index(i.kind), i.assignment_id, i.student_id))
+    out += [render_review_html(review), render_students_html([s for d in datas for s in d.students])]
+    out += ["</body>", "</html>", ""]
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""nbgrader plugins: preprocessors, the execute step, exporters, and the config that plugs them in."""
