@@ -56,7 +56,7 @@ def _grade(args) -> int:
     def progress(done, total, result):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done)
-        mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
+        mark = result.status if result.status != "error" else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
     assignments = [args.assignment] if args.assignment else course_assignments(api)
