@@ -28,7 +28,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from torchsteps.export import PENDING, STOCK_COLUMNS
+from torchsteps.results.export import PENDING, STOCK_COLUMNS
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "other_course"
 COURSE_ID = "weather-logs"

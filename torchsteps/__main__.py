@@ -1,7 +1,7 @@
 """Command line: ``python -m torchsteps grade`` (what ``make grade`` runs) and helpers.
 
     python -m torchsteps [--course DIR] [--assignment NAME] grade
-        (without --assignment: every assignment of the course's source/ folder, one after the other;
+        (without --assignment: every assignment of c.Roster.assignments, one after the other;
         grades.csv then holds every assignment in the gradebook, the report covers the ones graded)
     python -m torchsteps demo-class [--course DIR]      # regenerate submitted/ from the mistake catalogue
 """
@@ -14,31 +14,23 @@ import sys
 import time
 from pathlib import Path
 
-ASSIGNMENT = "pytorch_basics"
-
-
-def course_assignments(api) -> list[str]:
-    """Names of the assignments in the course's ``source/`` folder (sub-folders holding a notebook), sorted."""
-    source = Path(api.coursedir.root) / api.coursedir.source_directory
-    if not source.is_dir():
-        return []
-    return sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.ipynb")))
-
 
 def _grade(args) -> int:
-    from nbgrader.api import Gradebook
     from rich.console import Console
 
-    from .course import open_api
-    from .export import collect_rows, write_csv
-    from .grading import grade_class
-    from .report import write_report
-    from .table import print_grades
-
+    from .grading.course import course_assignments, open_api
+    from .grading.driver import grade_class
+    from .grading.outputs import write_outputs
+    from .results.status import Status
+    from .results.table import print_grades
     from .sandbox import SandboxUnavailable, check_sandbox
 
     console = Console(width=200, stderr=False)
     api = open_api(args.course)
+    assignments = [args.assignment] if args.assignment else course_assignments(api)
+    if not assignments:
+        console.print(f"No assignment to grade: none in c.Roster.assignments, no folder with a notebook in {api.coursedir.source_directory}/")
+        return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
     try:
@@ -56,43 +48,37 @@ def _grade(args) -> int:
     def progress(done, total, result):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done)
-        mark = result.status if result.status != "error" else f"ERROR: {result.reason}"
+        mark = result.status.value if result.status is not Status.ERROR else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
-    assignments = [args.assignment] if args.assignment else course_assignments(api)
-    if not assignments:
-        console.print(f"[bold red]No assignment to grade:[/bold red] no folder with a notebook in {api.coursedir.source_directory}/")
-        return 2
     results = []
     for assignment in assignments:
         console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
         results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only,
                                on_progress=progress, on_note=lambda note: console.print(note, markup=False))
-    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        # Every assignment the gradebook knows, as `nbgrader export` would write it.
-        everything = sorted(a.name for a in gb.assignments)
-        csv_path = write_csv(gb, api.coursedir.root, everything, Path(api.coursedir.root) / "grades.csv")
-        tables = [(a, *collect_rows(gb, api.coursedir.root, a)) for a in assignments]
-    for assignment, columns, rows in tables:
-        if len(tables) > 1:
-            console.print(f"[bold]{assignment}[/bold]")
+    outputs = write_outputs(api, assignments, report=not args.autograde_only)
+    for assignment, columns, rows in outputs.tables:
+        if len(outputs.tables) > 1:
+            console.print(assignment, style="bold", markup=False)
         print_grades(columns, rows, console)
-    if not args.autograde_only:
-        console.print(f"Report: {write_report(Path(api.coursedir.root), assignments, results)}")
+    if outputs.report_path:
+        console.print(f"Report: {outputs.report_path}")
     elapsed = time.perf_counter() - start
-    graded = [r for r in results if r.status != "not submitted"]
-    failed = [r for r in graded if r.status != "graded"]
+    submitted = [r for r in results if r.status is not Status.NOT_SUBMITTED]
+    failed = [r for r in submitted if r.status is not Status.GRADED]
     console.print(
-        f"{len(graded)} submissions in {elapsed:.1f} s ({elapsed / max(len(graded), 1):.1f} s each); "
-        f"{len(failed)} could not be graded. Grades: {csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
+        f"{len(submitted)} submissions in {elapsed:.1f} s ({elapsed / max(len(submitted), 1):.1f} s each); "
+        f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
     )
     return 0
 
 
 def _demo_class(args) -> int:
-    from .demo_class import write_demo_class
+    from .authoring.demo_submissions import write_demo_class
+    from .grading.course import default_assignment, load_config
 
-    written = write_demo_class(Path(args.course), args.assignment or ASSIGNMENT)
+    args.assignment = args.assignment or default_assignment(load_config(args.course))
+    written = write_demo_class(Path(args.course), args.assignment)
     print(f"wrote {len(written)} submissions to {Path(args.course) / 'submitted'}")
     return 0
 
@@ -100,8 +86,8 @@ def _demo_class(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
-    parser.add_argument("--assignment", default=None,
-                        help="the assignment to grade (a folder of source/); default: every assignment in source/")
+    parser.add_argument("--assignment", help="assignment to grade; default: every assignment of c.Roster.assignments "
+                        "(or, when it lists none, every folder of source/ holding a notebook)")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")

@@ -34,9 +34,10 @@ def harden(c: Config) -> Config:
         SaveAutoGrades,
     )
 
-    from ..execute import GuardedExecute
-    from ..preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
-    from ..tamper import FlagTampering
+    from .execute import GuardedExecute
+    from .export import ExerciseCsvExport
+    from .preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
+    from .tamper import FlagTampering
 
     # Reading the submission: upstream's order, with two fixes: a duplicated graded cell no longer stops
     # the submission (jupyter/nbgrader#1083), and flags a student changed on a graded or task cell are
@@ -73,5 +74,5 @@ def harden(c: Config) -> Config:
     # Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
     c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
     # `nbgrader export`: stock CsvExportPlugin's columns, then one column per graded cell and the status.
-    c.ExportApp.plugin_class = "torchsteps.export.ExerciseCsvExport"
+    c.ExportApp.plugin_class = ExerciseCsvExport
     return c
