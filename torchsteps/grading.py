@@ -167,7 +167,8 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None) -> list[SubmissionResult]:
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None,
+                scheduler: str = "") -> list[SubmissionResult]:
     """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
@@ -179,6 +180,9 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     first (:func:`torchsteps.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
     ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
     :data:`STATUS_FILE` for the export.
+
+    With ``scheduler`` (a Dask scheduler address, ``tcp://host:8786``), the submissions are graded by that
+    cluster's workers instead, one task per submission (:mod:`torchsteps.cluster`); ``jobs`` is then unused.
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
@@ -202,7 +206,12 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         if on_progress:
             on_progress(len(results), len(students), result)
 
-    if jobs <= 1 or len(students) <= 1:
+    if scheduler:
+        from .cluster import grade_on_cluster
+
+        for result in grade_on_cluster(api, assignment_id, students, roster_ids, expected, feedback, scheduler, on_note):
+            record(result)
+    elif jobs <= 1 or len(students) <= 1:
         for student_id in students:
             record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
     else:
