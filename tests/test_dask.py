@@ -212,16 +212,18 @@ def test_each_submission_is_in_the_gradebook_once(graded, postgres):
     import psycopg2
 
     courses, *_ = graded
-    cells = sum(1 for c in nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4).cells
-                if c.metadata.get("nbgrader", {}).get("grade"))
+    # One grade per graded cell of every notebook of the assignment (a notebook not submitted scores 0).
+    cells = sum(1 for path in (REPO / "source" / ASSIGNMENT).glob("*.ipynb")
+                for c in nbformat.read(str(path), as_version=4).cells if c.metadata.get("nbgrader", {}).get("grade"))
     conn = psycopg2.connect(**postgres.connect_args("dask_gradebook"))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT student_id, count(*) FROM submitted_assignment GROUP BY student_id ORDER BY student_id")
             assert dict(cur.fetchall()) == {s: 1 for s in ("amy", "bob", "cat", "dan", "eve")}
-            cur.execute("SELECT s.student_id, count(*) FROM grade g JOIN submitted_notebook n ON g.notebook_id = n.id "
+            cur.execute("SELECT s.student_id, count(*), count(DISTINCT (g.notebook_id, g.cell_id)) FROM grade g "
+                        "JOIN submitted_notebook n ON g.notebook_id = n.id "
                         "JOIN submitted_assignment s ON n.assignment_id = s.id GROUP BY s.student_id")
-            assert set(dict(cur.fetchall()).values()) == {cells}
+            assert {row[0]: row[1:] for row in cur.fetchall()} == {s: (cells, cells) for s in ("amy", "bob", "cat", "dan", "eve")}
     finally:
         conn.close()
 

@@ -206,13 +206,24 @@ def _failed(student_id: str, assignment_id: str, reason: str) -> SubmissionResul
     return SubmissionResult(student_id, assignment_id, status="error", reason=reason[:500])
 
 
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
 def dashboard_link(client) -> str:
-    """The scheduler's dashboard address, or ``""`` when it serves none (bokeh not installed there)."""
+    """The scheduler's dashboard address, or ``""`` when it serves none.
+
+    The scheduler always serves HTTP (health, metrics); its dashboard pages need ``bokeh`` installed
+    where the scheduler runs, so that is what is asked.
+    """
     try:
-        services = client.scheduler_info().get("services", {})
-    except Exception:  # noqa: BLE001 - the link is a convenience
-        return ""
-    return client.dashboard_link if "dashboard" in services else ""
+        if "dashboard" in client.scheduler_info(n_workers=1).get("services", {}) and client.run_on_scheduler(_has_bokeh):
+            return client.dashboard_link
+    except Exception:  # noqa: BLE001 - the link is a convenience, never a reason to stop grading
+        pass
+    return ""
 
 
 def grade_on_cluster(api: NbGraderAPI, assignment_id: str, students: list[str], roster_ids: set[str], expected,
