@@ -30,9 +30,9 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "02_creating_tensors"
 GRADE_TIMEOUT = 20 * 60

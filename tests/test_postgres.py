@@ -25,14 +25,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
+from conftest import ASSIGNMENT, COURSE_ID, REPO, copy_course, tree_digest
 from pgserver import URL_SCHEME
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions, grade_ids
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions, grade_ids
+from torchsteps.constants import is_test_cell
 
 NOTEBOOK = "02_creating_tensors"
-COURSE_ID = "pytorch-first-steps"
 DB_NAME = "gradebook"
 GRADE_TIMEOUT = 20 * 60
 
@@ -97,7 +97,7 @@ def _rows(course: Path) -> dict[str, dict[str, str]]:
 def _points() -> dict[str, float]:
     source = nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
     return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"]) for c in source.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")}
+            if is_test_cell(c)}
 
 
 # --- Tests ----------------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_a_bare_postgresql_url_works(postgres, monkeypatch):
     """
     from nbgrader.api import Gradebook
 
-    from torchsteps.course import load_config
+    from torchsteps.grading.course import load_config
 
     url = postgres.create_database("bare_url").replace(f"{URL_SCHEME}://", "postgresql://", 1)
     monkeypatch.setenv("TORCHSTEPS_DB_URL", url)

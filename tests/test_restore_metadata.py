@@ -12,8 +12,8 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course
-from torchsteps.course import open_api
-from torchsteps.preprocessors import RestoreCellMetadata
+from torchsteps.grading.course import open_api
+from torchsteps.nbgrader_plugins.preprocessors import RestoreCellMetadata
 
 
 @pytest.fixture(scope="module")
