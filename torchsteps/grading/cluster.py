@@ -284,7 +284,11 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
                     yield result
                 future.release()
             if pending and not done:
-                if client.nthreads():
+                try:
+                    workers = client.nthreads()
+                except Exception:  # noqa: BLE001 - a scheduler that went away counts as no worker
+                    workers = {}
+                if workers:
                     no_workers_since = None
                 elif no_workers_since is None:
                     no_workers_since = time.monotonic()
