@@ -236,8 +236,8 @@ def _check(student, row, expectation):
         lost = {k for k, v in cells.items() if float(v or 0) == 0}
         assert lost == {f"test_{detail}"}, where
     elif outcome == "flagged":
-        # A hint for the reviewer: the grade is what the code earns (only the exercise it breaks is lost).
-        assert row["needs_manual_grade"] == "0" and detail in row["flags"], where
+        # Flagged for a look; the grade is what the code earns (only the exercise it breaks is lost).
+        assert row["needs_manual_grade"] == "1" and detail in row["flags"], where
         if lost:  # the exercise it breaks (None: none)
             assert {k for k, v in cells.items() if float(v or 0) == 0} == ({f"test_{lost[0]}"} if lost[0] else set()), where
     elif outcome == "stops_at":

@@ -6,7 +6,8 @@ or reading files can no longer change a grade; a static scan is defeated by rena
 left is a hint: :func:`find_tampering` looks for such code in the source (after IPython's own input
 transformations, leaving everyday magics and ``!pip install`` alone) and :class:`FlagTampering` records
 the findings, naming each cell as the student sees it, and flags the submission in the gradebook with an
-automatic comment, for the formgrader. The autograded score stands.
+automatic comment on the cell, for the formgrader; its grades are marked ``needs_manual_grade`` for a
+look (the autograded score stands and counts).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from ..constants import FLAG_COMMENT_PREFIX as COMMENT_PREFIX
 from ..constants import is_test_cell
 
-__all__ = ["Finding", "find_tampering", "helper_names", "FlagTampering", "METADATA_KEY"]
+__all__ = ["Finding", "find_tampering", "helper_names", "FlagTampering", "METADATA_KEY", "COMMENT_PREFIX",
+           "describe_cell", "flag_text", "comment_cell"]
 
 METADATA_KEY = "torchsteps"
 PROTECTED_MODULES = {"torch", "numpy", "checks", "builtins", "sys", "IPython", "math", "random", "warnings", "unittest", "importlib", "os", "types"}
@@ -272,32 +275,19 @@ def find_tampering(cells: list[tuple[int, str]], check_names: frozenset[str] = f
     return findings
 
 
-def cell_names(nb) -> dict[int, str]:
-    """How the student sees each code cell: its place under the notebook's last heading and its ``In [n]``."""
-    names, heading, count = {}, "the start of the notebook", 0
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.lstrip().startswith("#"):
-                    heading = repr(line.lstrip("# ").strip()[:80])
-                    count = 0
-                    break
-        elif cell.cell_type == "code":
-            count += 1
-            run = f", In [{cell.execution_count}]" if cell.get("execution_count") else ""
-            names[index] = f"code cell {count} under {heading}{run}"
-    return names
-
-
 class FlagTampering(NbGraderPreprocessor):
     """Autograde preprocessor: a hint for the reviewer about code that tries to change how tests run.
 
-    Test cells run in the grader process (:mod:`torchsteps.nbgrader_plugins.trusted_execute`), so nothing found here can
-    change a grade, and nothing here changes one: the findings go to the notebook's metadata (and
-    ``grades.csv``), the submission is *flagged* in the gradebook (the formgrader's flag) and each
-    finding becomes an automatic comment on the answer cell it is in (or the notebook's first answer
-    cell). Student cells are the code cells that nbgrader does not restore from the source: answer
-    cells, unlocked demo cells and any cell the student added. Runs after ``SaveAutoGrades``.
+    Test cells run in the grader process (:mod:`torchsteps.nbgrader_plugins.trusted_execute`), so nothing
+    found here can change a grade. Student cells are the code cells that nbgrader does not restore from
+    the source: answer cells, unlocked demo cells and any cell the student added. Runs after
+    ``SaveAutoGrades``.
+
+    What reaches the formgrader (the gradebook): the submitted notebook is ``flagged`` (nbgrader's own
+    flag, the star in the formgrader), its grades need a manual grade (the autograded score stays), and
+    each finding is an automatic comment (``Comment.auto_comment``) on the answer or task cell it belongs
+    to, naming the cell as the student sees it (its position and the heading above it, see
+    :func:`describe_cell`) and starting with :data:`COMMENT_PREFIX`.
     """
 
     def preprocess(self, nb, resources):
@@ -308,31 +298,75 @@ class FlagTampering(NbGraderPreprocessor):
         ]
         folder = resources.get("metadata", {}).get("path") or "."
         findings = find_tampering(cells, helper_names(Path(folder) / HELPERS_FILE))
-        names = cell_names(nb)
-        described = [f"{names.get(f.cell, f'cell {f.cell}')}, line {f.line}: {f.what}" for f in findings]
-        nb.metadata.setdefault(METADATA_KEY, {})["tamper"] = described
+        # Named as the student sees the cell (its position and the heading above it).
+        nb.metadata.setdefault(METADATA_KEY, {})["tamper"] = [f"{describe_cell(nb, f.cell)}, line {f.line}: {f.what}" for f in findings]
         if findings:
-            self.log.warning("Possible tampering (a hint for the reviewer): %s", "; ".join(described))
-            self._flag(nb, resources, findings, described)
+            self.log.warning("Possible tampering (a hint for the reviewer): %s", "; ".join(map(str, findings)))
+            self._mark_for_review(nb, resources, findings)
         return nb, resources
 
-    def _flag(self, nb, resources, findings, described) -> None:
+    def _mark_for_review(self, nb, resources, findings: list[Finding]) -> None:
         info = resources["nbgrader"]
-        answer_of = {i: c.metadata.nbgrader["grade_id"] for i, c in enumerate(nb.cells) if utils.is_solution(c)}
-        first_answer = next(iter(answer_of.values()), None)
-        notes: dict[str, list[str]] = {}
-        for finding, text in zip(findings, described):
-            grade_id = answer_of.get(finding.cell, first_answer)
-            if grade_id is not None:
-                notes.setdefault(grade_id, []).append(text)
         with Gradebook(info["db_url"]) as gb:
             try:
                 notebook = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             except MissingEntry:
                 return
+            for grade in notebook.grades:
+                grade.needs_manual_grade = True
             notebook.flagged = True
-            for comment in notebook.comments:
-                if comment.name in notes:
-                    hint = "Possible tampering, for the reviewer (the grade is not affected): " + "; ".join(notes[comment.name])
-                    comment.auto_comment = f"{comment.auto_comment}\n\n{hint}" if comment.auto_comment else hint
+            comments: dict[str, list[str]] = {}
+            for finding in findings:
+                target = comment_cell(nb, finding.cell)
+                if target is not None:
+                    comments.setdefault(target, []).append(flag_text(nb, finding))
+            for grade_id, texts in comments.items():
+                try:
+                    comment = gb.find_comment(grade_id, info["notebook"], info["assignment"], info["student"])
+                except MissingEntry:
+                    continue
+                kept = [line for line in (comment.auto_comment or "").splitlines() if not line.startswith(COMMENT_PREFIX)]
+                comment.auto_comment = "\n".join(kept + texts)
             gb.db.commit()
+
+
+def _heading(cell) -> str | None:
+    for line in cell.source.splitlines():
+        if line.lstrip().startswith("#"):
+            return line.strip().lstrip("#").strip()
+    return None
+
+
+def describe_cell(nb, index: int) -> str:
+    """A cell as the student sees it: ``cell 8 (under "Exercise 2: Fahrenheit")``.
+
+    The position counts from 1 in the notebook as submitted; the heading is the last Markdown heading
+    above the cell (none is named when there is no heading above).
+    """
+    heading = None
+    for cell in nb.cells[:index]:
+        if cell.cell_type == "markdown":
+            heading = _heading(cell) or heading
+    where = f"cell {index + 1}"
+    return f'{where} (under "{heading}")' if heading else where
+
+
+def flag_text(nb, finding: Finding) -> str:
+    """The comment line for one finding, e.g. ``Flagged for review: cell 4 (under "..."), line 2: assigns checks.check_tensor``."""
+    return f"{COMMENT_PREFIX}{describe_cell(nb, finding.cell)}, line {finding.line}: {finding.what}"
+
+
+def comment_cell(nb, index: int) -> str | None:
+    """grade_id of the cell whose comment carries a finding in cell ``index``.
+
+    nbgrader keeps comments on answer (solution) and task cells only: the cell itself when it is one,
+    else the nearest one above (a cell the student added under an answer), else the nearest below.
+    """
+    def commentable(i):
+        meta = nb.cells[i].metadata.get("nbgrader", {})
+        return meta.get("grade_id") if (meta.get("solution") or meta.get("task")) else None
+
+    for i in [index, *range(index - 1, -1, -1), *range(index + 1, len(nb.cells))]:
+        if 0 <= i < len(nb.cells) and commentable(i):
+            return commentable(i)
+    return None
