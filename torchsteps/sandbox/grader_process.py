@@ -155,10 +155,18 @@ class GraderParent:
         for entry in self.work.iterdir():
             entry.unlink() if not entry.is_dir() or entry.is_symlink() else shutil.rmtree(entry)
         if folder and os.path.isdir(folder):
-            for entry in os.scandir(folder):
-                if entry.is_file(follow_symlinks=False) and any(fnmatch(entry.name, p) for p in patterns):
-                    shutil.copyfile(entry.path, self.work / entry.name)
-                    os.chmod(self.work / entry.name, 0o644)
+            # As the student kernel's working folder (kernel_manager._copy_workdir): relative paths, no links.
+            for dirpath, dirnames, filenames in os.walk(folder):
+                dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+                for name in filenames:
+                    path = os.path.join(dirpath, name)
+                    rel = os.path.relpath(path, folder).replace(os.sep, "/")
+                    if os.path.islink(path) or name.endswith(".ipynb") or not any(fnmatch(rel, p) for p in patterns):
+                        continue
+                    target = self.work / rel
+                    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+                    os.chmod(target, 0o644)
         self.send(op="start")
         try:
             ready = self.lines.read(30)
