@@ -151,7 +151,7 @@ def check_ndarray(actual, expected, what="result", *, show_expected=False):
         _fail(what, _values_message(int(bad.sum()), expected.size, first, show_expected))
 
 
-def check_value(actual, expected, what="result"):
+def check_value(actual, expected, what="result", *, show_expected=False):
     """Fail unless ``actual`` has exactly the type of ``expected`` and equals it.
 
     Meant for Python scalars, tuples, strings, ``torch.dtype``, ``torch.Size``
@@ -165,16 +165,16 @@ def check_value(actual, expected, what="result"):
         _fail(what, f"expected type {_type_name(expected)}, got {_type_name(actual)}")
     if isinstance(expected, float) and math.isnan(expected):
         if not math.isnan(actual):
-            _fail(what, "wrong value")
+            _fail(what, f"wrong value: got {actual!r}" + (", expected nan" if show_expected else ""))
         return
     if isinstance(expected, (tuple, list)):
         if len(actual) != len(expected):
             _fail(what, f"expected {len(expected)} items, got {len(actual)}")
         for i, (a, e) in enumerate(zip(actual, expected)):
-            check_value(a, e, f"{what}[{i}]")
+            check_value(a, e, f"{what}[{i}]", show_expected=show_expected)
         return
     if not bool(actual == expected):
-        _fail(what, "wrong value")
+        _fail(what, f"wrong value: got {actual!r}" + (f", expected {expected!r}" if show_expected else ""))
 
 
 def check_dtype(actual, expected, what="result"):
@@ -202,6 +202,9 @@ def _data_address(obj):
 
 
 def _shares(a, b):
+    # NumPy has no bfloat16; a same-size integer view of the same bytes answers the same question.
+    a = a.view(torch.int16) if isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16 else a
+    b = b.view(torch.int16) if isinstance(b, torch.Tensor) and b.dtype == torch.bfloat16 else b
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return bool(np.shares_memory(a, b))
     if isinstance(a, torch.Tensor) and a.device.type != "cpu":
