@@ -41,6 +41,7 @@ __all__ = [
     "simulated_availability",
     "default_dtype",
     "unchanged_global_rng",
+    "one_device_per_operation",
 ]
 
 
@@ -156,11 +157,15 @@ def check_value(actual, expected, what="result", *, show_expected=False):
 
     Meant for Python scalars, tuples, strings, ``torch.dtype``, ``torch.Size``
     and ``torch.device`` values. ``True`` does not pass for ``1`` (different
-    types), and floats are compared exactly, except that NaN equals NaN.
+    types), and floats are compared exactly, except that NaN equals NaN. A ``numpy.bool``
+    passes for a ``bool`` (``from numpy import *`` makes ``bool`` NumPy's). ``show_expected``
+    (visible checks) adds the expected value to the message.
 
     Raises:
         AssertionError: if the type or the value differs.
     """
+    if type(expected) is bool and type(actual) is np.bool_:
+        actual = bool(actual)  # with `from numpy import *` in the notebook, `bool(...)` is NumPy's bool
     if type(actual) is not type(expected):
         _fail(what, f"expected type {_type_name(expected)}, got {_type_name(actual)}")
     if isinstance(expected, float) and math.isnan(expected):
@@ -456,3 +461,44 @@ def unchanged_global_rng(what="the function"):
     yield
     if not torch.equal(torch.random.get_rng_state(), state):
         _fail(what, "changed the global random state (torch.random.get_rng_state()); use a generator of your own")
+
+
+class _DeviceMixWatch(torch.overrides.TorchFunctionMode):
+    """Records every operation whose tensor arguments live on more than one device.
+
+    A 0-dim CPU tensor may join any device (PyTorch allows it); the moves themselves (``to``, ``cpu``,
+    ``cuda``, ``copy_``) are exempt. Needed because ``meta`` lets a few mixed operations through that a
+    GPU would refuse (a CPU matrix times a meta matrix, for instance).
+    """
+
+    _EXEMPT = ("to", "cpu", "cuda", "copy_", "__get__", "__set__")
+
+    def __init__(self):
+        super().__init__()
+        self.mixed = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name not in self._EXEMPT:
+            devices = set()
+            for arg in list(args) + list(kwargs.values()):
+                for item in (arg if isinstance(arg, (list, tuple)) else [arg]):
+                    if isinstance(item, torch.Tensor) and not (item.device.type == "cpu" and item.dim() == 0):
+                        devices.add(str(item.device))
+            if len(devices) > 1:
+                self.mixed.append(f"{name} (on {' and '.join(sorted(devices))})")
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def one_device_per_operation(what="the function"):
+    """Fail (on leaving the block) if an operation inside it got tensors on different devices.
+
+    Raises:
+        AssertionError: "<what>: <operation> got tensors on different devices; a GPU would refuse that".
+    """
+    with _DeviceMixWatch() as watch:
+        yield
+    if watch.mixed:
+        _fail(what, f"{watch.mixed[0]} got tensors on different devices; a GPU would refuse that")

@@ -36,8 +36,7 @@ CATALOGUE = NotebookCatalogue(
                     "    return torch.device(\"cpu\")\n",
                     kind="device",
                     description="tests the function object (always true) instead of calling is_available(); "
-                    "caught only on a machine without an NVIDIA GPU",
-                    caught_on_cuda=False,
+                    "caught on every grader: the tests simulate a machine without an NVIDIA GPU",
                 ),
                 Variant(
                     "hard-coded-cuda",
