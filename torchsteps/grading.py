@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,11 +57,32 @@ class SubmissionResult:
 
 
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
-    """Student ids with a folder in ``submitted/``, sorted (whether or not it holds the assignment)."""
+    """Student ids with a folder in ``submitted/``, sorted (whether or not it holds the assignment).
+
+    Ids are in Unicode normal form C: a folder copied from a Mac (``zoe`` + combining diaeresis, NFD) is
+    the same student as the roster's ``zoë`` (:func:`submission_folder` finds it again).
+    """
     submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
     if not submitted.is_dir():
         return []
-    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted({unicodedata.normalize("NFC", p.name) for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")})
+
+
+def submission_folder(submitted: Path, student_id: str) -> Path:
+    """``submitted/<student_id>``, or the folder whose name is another Unicode normal form of the same id."""
+    exact = submitted / student_id
+    if exact.is_dir() or not submitted.is_dir():
+        return exact
+    for p in submitted.iterdir():
+        if p.is_dir() and unicodedata.normalize("NFC", p.name) == unicodedata.normalize("NFC", student_id):
+            return p
+    return exact
+
+
+def release_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, dict]:
+    """``{notebook name: released notebook (JSON)}``, to recognise the cells of a notebook saved without metadata."""
+    folder = Path(api.coursedir.root) / api.coursedir.release_directory / assignment_id
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.ipynb"))}
 
 
 _BOILERPLATE = (
@@ -134,7 +156,8 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     start = time.perf_counter()
     result = SubmissionResult(student_id, assignment_id, status="error")
     root = Path(api.coursedir.root)
-    folder = root / api.coursedir.submitted_directory / student_id / assignment_id
+    student_folder = submission_folder(root / api.coursedir.submitted_directory, student_id)
+    folder = student_folder / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
         if roster_ids and student_id not in roster_ids:
@@ -142,7 +165,10 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
         if not folder.is_dir():
             raise UnreadableSubmission(f"no '{assignment_id}' folder in submitted/{student_id}")
         staged = root / STAGING_DIR / student_id / assignment_id
-        result.notes = stage_submission(folder, staged, expected)
+        result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id))
+        if student_folder.name != student_id:
+            result.notes.append(f"folder '{student_folder.name}' ({len(student_folder.name)} code points) "
+                                f"graded as roster id '{student_id}' (the same name in another Unicode form)")
         if not any(staged.glob("*.ipynb")):
             raise UnreadableSubmission(
                 f"no notebook in submitted/{student_id}/{assignment_id} (expected {', '.join(f'{n}.ipynb' for n in sorted(expected))})"
