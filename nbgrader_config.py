@@ -6,24 +6,13 @@ Used by every nbgrader command run from this folder (``nbgrader generate_assignm
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearOutput,
-    OverwriteCells,
-    OverwriteKernelspec,
-    GetGrades,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
-
-from torchsteps.execute import GuardedExecute
-from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
-from torchsteps.tamper import FlagTampering
+from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, TIMESTAMP_FORMAT, LmsExtractorPlugin, LmsFileNameCollectorPlugin
+from torchsteps.nbgrader_plugins.hardening import harden
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+# The sandbox, the fixed preprocessors, feedback without hidden tests, the per-exercise export
+# (torchsteps/nbgrader_plugins/hardening.py); the course's own settings follow.
+harden(c)
 
 # --- Course directory ---------------------------------------------------------------------------
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -59,72 +48,26 @@ c.Autograde.create_student = False
 # --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
 # Put the LMS's download (.zip) in downloaded/pytorch_basics/archive/. File names inside follow
 # Blackboard: <LMS assignment>_<student id>_attempt_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb
-c.ZipCollectApp.collector_plugin = "torchsteps.collect.LmsFileNameCollectorPlugin"
-c.ZipCollectApp.extractor_plugin = "torchsteps.collect.LmsExtractorPlugin"
-c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<lms_assignment>[^/._][^/]*?)_(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*)"
-    r"_attempt_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
-)
-c.LmsFileNameCollectorPlugin.timestamp_format = "%Y-%m-%d-%H-%M-%S"
+c.ZipCollectApp.collector_plugin = LmsFileNameCollectorPlugin
+c.ZipCollectApp.extractor_plugin = LmsExtractorPlugin
+c.FileNameCollectorPlugin.named_regexp = NAMED_REGEXP
+c.LmsFileNameCollectorPlugin.timestamp_format = TIMESTAMP_FORMAT
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
-
-# --- Reading the submission -------------------------------------------------------------------------
-# Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission
-# (jupyter/nbgrader#1083), and flags a student changed on a graded cell are reset from the gradebook
-# before OverwriteCells (which otherwise fails with "Inconsistent checksums").
-c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    DeduplicateGradeIds,
-    OverwriteKernelspec,
-    RestoreCellMetadata,
-    OverwriteCells,
-    CheckCellMetadata,
-]
 
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
-# below and a read-only Python, nothing else of the course; no network; these limits per kernel:
-c.SandboxedKernelManager.workdir_files = ["checks.py"]
-c.SandboxedKernelManager.memory_mb = 3072  # address space per process
-c.SandboxedKernelManager.cpu_seconds = 180  # CPU time per process
-c.SandboxedKernelManager.max_processes = 128  # processes and threads
-c.SandboxedKernelManager.max_file_mb = 64  # largest file written
-# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless this is set to True
-# (or `python -m torchsteps grade --unsandboxed` is used).
-c.SandboxedKernelManager.allow_unsandboxed = False
+# handed out with the assignment (every file of release/<assignment>/ but the notebooks: here checks.py)
+# and a read-only Python, nothing else of the course; no network; limits per kernel.
+# The limits' values and units live once, in the traits of torchsteps.sandbox.SandboxedKernelManager
+# (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
+#   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
+#   c.SandboxedKernelManager.cpu_seconds = 300     # CPU time per process, s
+# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless
+# c.SandboxedKernelManager.allow_unsandboxed = True (or `python -m torchsteps grade --unsandboxed`).
 
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
 c.GuardedExecute.max_output_bytes = 2_000_000  # output kept per notebook
-c.GuardedExecute.interrupt_on_timeout = True
-# nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
-c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
-# nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
-# points, so stderr of test cells is relabelled before the grades are saved. FlagTampering marks
-# submissions that patch what the tests rely on for manual review.
-c.Autograde.autograde_preprocessors = [
-    GuardedExecute,
-    StderrIsNotFailure,
-    IgnorePattern,
-    ClearMetadataPreprocessor,
-    LimitOutput,
-    SaveAutoGrades,
-    FlagTampering,
-    AssignLatePenalties,
-    CheckCellMetadata,
-]
 # Output limit: lines per cell and traceback lines kept in the autograded notebook.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
-
-# A deleted test cell is put back from the gradebook and scores 0, instead of leaving the
-# submission waiting for a manual grade.
-c.OverwriteCells.add_missing_cells = True
-
-# --- Feedback ---------------------------------------------------------------------------------------
-# Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
-c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
-
-# --- Export -------------------------------------------------------------------------------------------
-# `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
-c.ExportApp.plugin_class = "torchsteps.export.ExerciseCsvExport"

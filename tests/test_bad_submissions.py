@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "02_creating_tensors"
 ASSIGNMENT_POINTS = sum(
@@ -317,7 +317,7 @@ def test_real_world_notebooks_get_full_marks_no_flag_and_feedback(bad_class, stu
 
 
 def test_a_colab_notebook_whose_cells_cannot_be_recognised_gets_a_plain_reason(tmp_path):
-    from torchsteps.staging import UnreadableSubmission, stage_submission
+    from torchsteps.grading.staging import UnreadableSubmission, stage_submission
 
     release = json.loads((REPO / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb").read_text(encoding="utf-8"))
     stripped = copy.deepcopy(release)

@@ -1,0 +1,126 @@
+"""Staged copies of a submission (torchsteps.grading.staging), on files only: no nbgrader, no kernel."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from torchsteps.grading.staging import UnreadableSubmission, stage_submission
+
+EXPECTED = {"01_intro": frozenset({"a", "test_a"}), "02_more": frozenset({"b", "test_b", "test_c"})}
+
+
+def _notebook(*grade_ids: str) -> dict:
+    cells = [new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": g, "grade": False, "solution": True}}) for g in grade_ids]
+    return json.loads(nbformat.writes(new_notebook(cells=cells)))
+
+
+def _write(folder, name, nb_or_bytes):
+    folder.mkdir(parents=True, exist_ok=True)
+    data = nb_or_bytes if isinstance(nb_or_bytes, bytes) else json.dumps(nb_or_bytes).encode()
+    (folder / name).write_bytes(data)
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_renamed_notebook_is_staged_under_the_expected_name(tmp_path):
+    submitted, staged = tmp_path / "submitted", tmp_path / "staged"
+    _write(submitted, "01_intro.ipynb", _notebook("a", "test_a"))
+    _write(submitted, "Copy of 02_more (1).ipynb", _notebook("b", "test_b"))
+    before = _snapshot(submitted)
+    notes = stage_submission(submitted, staged, EXPECTED)
+    assert sorted(p.name for p in staged.glob("*.ipynb")) == ["01_intro.ipynb", "02_more.ipynb"]
+    assert notes == ["renamed notebook 'Copy of 02_more (1).ipynb' graded as '02_more.ipynb'"]
+    assert _snapshot(submitted) == before, "the submitted files were modified"
+
+
+def test_a_notebook_matching_too_few_cells_is_not_renamed(tmp_path):
+    submitted, staged = tmp_path / "submitted", tmp_path / "staged"
+    _write(submitted, "scratch.ipynb", _notebook("b"))  # 1 of 3 cells of 02_more: not more than half
+    assert stage_submission(submitted, staged, EXPECTED) == []
+    assert [p.name for p in staged.glob("*.ipynb")] == ["scratch.ipynb"]
+
+
+def test_old_nbformat_is_upgraded_with_cell_ids(tmp_path):
+    submitted, staged = tmp_path / "submitted", tmp_path / "staged"
+    nb = _notebook("a", "test_a")
+    nb["nbformat_minor"] = 4
+    for cell in nb["cells"]:
+        del cell["id"]
+    _write(submitted, "01_intro.ipynb", nb)
+    notes = stage_submission(submitted, staged, EXPECTED)
+    assert notes == ["01_intro.ipynb: upgraded from nbformat 4.4 to 4.5"]
+    upgraded = nbformat.read(str(staged / "01_intro.ipynb"), as_version=4)
+    nbformat.validate(upgraded)
+    assert all(cell.get("id") for cell in upgraded.cells)
+
+
+def test_bytes_that_are_not_utf8_are_replaced(tmp_path):
+    submitted, staged = tmp_path / "submitted", tmp_path / "staged"
+    text = json.dumps(_notebook("a", "test_a")).replace("x = 1", "x = '\\u00e9'")
+    _write(submitted, "01_intro.ipynb", text.encode().replace(b"x = ", b"x = \xff"))
+    notes = stage_submission(submitted, staged, EXPECTED)
+    assert notes == ["01_intro.ipynb: bytes that are not UTF-8 were replaced"]
+    assert "\ufffd" in (staged / "01_intro.ipynb").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "01_intro.ipynb is an empty file, not a notebook"),
+    (b"{ not json", "01_intro.ipynb is not valid notebook JSON"),
+    (b"[1, 2]", "01_intro.ipynb is JSON but not a notebook (no cells)"),
+])
+def test_unreadable_notebooks_give_a_plain_reason(tmp_path, content, reason):
+    submitted = tmp_path / "submitted"
+    _write(submitted, "01_intro.ipynb", content)
+    with pytest.raises(UnreadableSubmission, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        stage_submission(submitted, tmp_path / "staged", EXPECTED)
+
+
+# --- real-world notebooks (issue 12) -------------------------------------------------------------------
+
+def _graded(grade_id, source, **flags):
+    meta = {"grade_id": grade_id, "grade": False, "solution": False, "locked": False, "schema_version": 3, **flags}
+    return new_code_cell(source, metadata={"nbgrader": meta})
+
+
+def _release():
+    cells = [_graded("a", "def a():\n    raise NotImplementedError()", solution=True),
+             _graded("test_a", "assert a() == 1", grade=True, locked=True, points=1)]
+    return json.loads(nbformat.writes(new_notebook(cells=cells)))
+
+
+def test_schema_1_null_ids_and_a_pasted_foreign_cell_are_repaired(tmp_path):
+    nb = _release()
+    for cell in nb["cells"]:
+        cell["metadata"]["nbgrader"]["schema_version"] = 1
+    nb["cells"][0]["id"] = None
+    pasted = json.loads(nbformat.writes(new_notebook(cells=[_graded("cell-9f", "x = 2", solution=True)])))["cells"][0]
+    nb["cells"].insert(1, pasted)
+    _write(tmp_path / "in", "01_intro.ipynb", nb)
+    notes = stage_submission(tmp_path / "in", tmp_path / "out", {"01_intro": frozenset({"a", "test_a"})})
+    assert any("schema version 1 upgraded to 3" in n for n in notes)
+    assert any('"id": null' in n for n in notes) and any("grade_id cell-9f" in n for n in notes)
+    staged = nbformat.read(str(tmp_path / "out" / "01_intro.ipynb"), as_version=4)
+    nbformat.validate(staged)
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in staged.cells] == ["a", None, "test_a"]
+    assert all(c.metadata["nbgrader"]["schema_version"] == 3 for c in staged.cells if "nbgrader" in c.metadata)
+
+
+def test_a_notebook_without_nbgrader_metadata_gets_it_back_from_the_release(tmp_path):
+    release = _release()
+    colab = json.loads(json.dumps(release))
+    colab["cells"][0]["source"] = "def a():\n    return 1"
+    colab["cells"].insert(1, json.loads(nbformat.writes(new_notebook(cells=[new_code_cell("print(a())")])))["cells"][0])
+    for cell in colab["cells"]:
+        cell["metadata"] = {"id": "colab"}
+    _write(tmp_path / "in", "01_intro.ipynb", colab)
+    notes = stage_submission(tmp_path / "in", tmp_path / "out", {"01_intro": frozenset({"a", "test_a"})}, {"01_intro": release})
+    assert any("recognised 2 of 2 graded cells" in n for n in notes)
+    staged = nbformat.read(str(tmp_path / "out" / "01_intro.ipynb"), as_version=4)
+    # the answer cell is the one that still starts with `def a():`, not the student's own cell after it
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in staged.cells] == ["a", None, "test_a"]
