@@ -18,6 +18,7 @@ from pathlib import Path
 def _grade(args) -> int:
     from rich.console import Console
 
+    from .grading.cluster import ClusterError, DaskCluster
     from .grading.course import course_assignments, open_api
     from .grading.driver import grade_class
     from .grading.outputs import write_outputs
@@ -33,8 +34,10 @@ def _grade(args) -> int:
         return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
+    scheduler = args.scheduler if args.scheduler is not None else DaskCluster(config=api.config).scheduler
     try:
-        check_sandbox()
+        if not scheduler:  # on a cluster, each worker's sandbox is checked where it runs
+            check_sandbox()
     except SandboxUnavailable as why:
         if not api.config.SandboxedKernelManager.get("allow_unsandboxed", False):
             console.print(
@@ -52,10 +55,16 @@ def _grade(args) -> int:
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
     results = []
+    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{args.jobs} at a time"
     for assignment in assignments:
-        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
-        results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only,
-                               on_progress=progress, on_note=lambda note: console.print(note, markup=False))
+        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)} ({where})", markup=False)
+        try:
+            results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only,
+                                   on_progress=progress, on_note=lambda note: console.print(note, markup=False),
+                                   scheduler=scheduler)
+        except ClusterError as why:
+            console.print(f"[bold red]Cannot grade on the cluster:[/bold red] {why}")
+            return 2
     outputs = write_outputs(api, assignments, report=not args.autograde_only)
     for assignment, columns, rows in outputs.tables:
         if len(outputs.tables) > 1:
@@ -92,6 +101,9 @@ def main(argv=None) -> int:
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
     grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
+    grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="grade on a Dask cluster: the scheduler's address, e.g. tcp://host:8786 (default: "
+                       "c.DaskCluster.scheduler in nbgrader_config.py; empty: on this machine)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
     args = parser.parse_args(argv)

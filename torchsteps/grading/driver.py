@@ -21,6 +21,7 @@ from nbgrader.utils import temp_attrs
 from ..nbgrader_plugins.collect import collect_lms_downloads
 from ..nbgrader_plugins.tamper import METADATA_KEY
 from ..results.status import Status, SubmissionResult, read_status, write_status
+from .cluster import grade_on_cluster
 from .course import register_roster
 from .parallel import grade_in_parallel
 from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
@@ -155,7 +156,8 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None) -> list[SubmissionResult]:
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None,
+                scheduler: str = "") -> list[SubmissionResult]:
     """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
@@ -167,6 +169,9 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     first (:func:`torchsteps.nbgrader_plugins.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
     ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
     :data:`torchsteps.results.status.STATUS_FILE` for the export.
+
+    With ``scheduler`` (a Dask scheduler address, ``tcp://host:8786``), the submissions are graded by that
+    cluster's workers instead, one task per submission (:mod:`torchsteps.grading.cluster`); ``jobs`` is then unused.
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
@@ -188,7 +193,11 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         if on_progress:
             on_progress(len(results), len(students), result)
 
-    if jobs <= 1 or len(students) <= 1:
+    if scheduler:
+        for result in grade_on_cluster(api, grade_submission, assignment_id, students, roster_ids, expected, feedback,
+                                       scheduler, on_note):
+            record(result)
+    elif jobs <= 1 or len(students) <= 1:
         for student_id in students:
             record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
     else:
