@@ -6,7 +6,7 @@ Used by every nbgrader command run from this folder (``nbgrader generate_assignm
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor, SanitizeHTML
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
@@ -20,6 +20,7 @@ from nbgrader.preprocessors import (
 )
 
 from torchsteps.execute import GuardedExecute
+from torchsteps.nbgrader_plugins.feedback import HideGradingPaths
 from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
 from torchsteps.tamper import FlagTampering
 
@@ -89,13 +90,20 @@ c.SandboxedKernelManager.memory_mb = 3072  # address space per process
 c.SandboxedKernelManager.cpu_seconds = 180  # CPU time per process
 c.SandboxedKernelManager.max_processes = 128  # processes and threads
 c.SandboxedKernelManager.max_file_mb = 64  # largest file written
+# Everything a notebook may write (working folder, /tmp, /dev/shm, HOME, caches) is one tmpfs per kernel,
+# gone with the kernel. Its pages are memory: a notebook holds at most memory_mb + scratch_mb.
+c.SandboxedKernelManager.scratch_mb = 256  # bytes written, MiB, all places together
+c.SandboxedKernelManager.scratch_inodes = 4096  # files + folders + links
 # Without a sandbox (not Linux, bubblewrap missing) grading stops, unless this is set to True
 # (or `python -m torchsteps grade --unsandboxed` is used).
 c.SandboxedKernelManager.allow_unsandboxed = False
 
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
-c.GuardedExecute.max_output_bytes = 2_000_000  # output kept per notebook
+# Output kept, in characters (about bytes), counting every message kind (stream, display, update_display,
+# execute_result, error name/value/traceback, widget comms); the rest is dropped with a visible marker.
+c.GuardedExecute.max_output_bytes = 2_000_000  # per notebook
+c.GuardedExecute.max_cell_output_bytes = 500_000  # per cell
 c.GuardedExecute.interrupt_on_timeout = True
 # nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
 c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
@@ -123,7 +131,17 @@ c.OverwriteCells.add_missing_cells = True
 
 # --- Feedback ---------------------------------------------------------------------------------------
 # Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
-c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+# Tracebacks lose the grading machine's paths (HideGradingPaths); the page is nbgrader's feedback
+# template with student HTML sanitized and a Content-Security-Policy (FeedbackExporter).
+c.GenerateFeedback.preprocessors = [HideHiddenTests, HideGradingPaths, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.exporter_class = "torchsteps.nbgrader_plugins.feedback.FeedbackExporter"
+c.HideGradingPaths.extra_paths = [c.CourseDirectory.root]
+
+# --- Student HTML is inert wherever it is shown (feedback, the formgrader's submission view) ----------
+# nbconvert escapes student markup in markdown cells and HTML/markdown outputs and drops script outputs
+# (JavaScript, SVG) before any HTML exporter renders them; the formgrader's exporter reads this too.
+c.HTMLExporter.preprocessors = [SanitizeHTML]
+c.HTMLExporter.sanitize_html = True
 
 # --- Export -------------------------------------------------------------------------------------------
 # `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.

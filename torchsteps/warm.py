@@ -28,8 +28,6 @@ from pathlib import Path
 
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
 
-ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
-ZYGOTE_PATH_INSIDE = "/opt/torchsteps/zygote.py"
 
 
 class ZygoteError(RuntimeError):
@@ -40,19 +38,20 @@ class Zygote:
     """One sandboxed warm parent process; kernels are forked from it one at a time."""
 
     def __init__(self, manager, preload: list[str], warmup: str = ""):
-        from .sandbox import SANDBOX_WORKDIR
+        from .sandbox import ZYGOTE_PATH_INSIDE, ZYGOTE_SCRIPT
 
         self.root = manager._make_private_dir()
         self.run_dir = self.root / "run"
         self.work_dir = self.root / "work"
         manager._chown_tree(self.root / "run")
         manager._chown_tree(self.root / "work")
-        settings = {"preload": preload, "workdir": SANDBOX_WORKDIR, "warmup": warmup, "cpu_seconds": manager.cpu_seconds}
+        settings = dict(manager.isolation_settings(), preload=preload, warmup=warmup)
         command = manager.sandbox_command(
             [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(settings)],
             self.root,
             extra_ro_binds={str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE},
             cpu_limit=False,  # each kernel gets the CPU limit when it is forked (see _zygote.py)
+            parent=True,
         )
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
@@ -182,6 +181,7 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
     key = (
         manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
         manager.max_open_files, manager.kernel_uid, tuple(preload), warmup,
+        manager.scratch_mb, manager.scratch_inodes,
     )
     zygote = _zygotes.get(key)
     if zygote is None or not zygote.alive():
