@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from nbformat.v4 import new_output
-from traitlets import Integer
+from traitlets import HasTraits, Integer
 
 __all__ = ["OutputCap", "WriteLimit", "message_size", "TRUNCATED_MARK"]
 
@@ -44,7 +44,7 @@ def _short(text: str, keep: int) -> str:
     return text if len(text) <= keep else text[:keep] + f" ... {TRUNCATED_MARK}"
 
 
-class OutputCap:
+class OutputCap(HasTraits):
     """Caps the output of each cell and of the whole notebook (``max_cell_output_bytes``, ``max_output_bytes``)."""
 
     max_output_bytes = Integer(
@@ -61,10 +61,11 @@ class OutputCap:
         self._current_cell = None
         self._marked: set[int] = set()
 
-    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+    def preprocess_cell(self, cell, resources, index):
+        # Here, not in async_execute_cell: nbclient's execute_cell is bound to its own coroutine.
         self._cell_output = 0
-        self._current_cell = (cell, cell_index)
-        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        self._current_cell = (cell, index)
+        return super().preprocess_cell(cell, resources, index)
 
     def _allowance(self) -> int:
         return max(0, min(self.max_output_bytes - self._notebook_output, self.max_cell_output_bytes - self._cell_output))
@@ -77,9 +78,10 @@ class OutputCap:
         if cell_index in self._marked:
             return
         self._marked.add(cell_index)
+        notebook_left = self.max_output_bytes - self._notebook_output
         which = (
             f"the notebook's output passed {self.max_output_bytes} bytes (c.GuardedExecute.max_output_bytes)"
-            if self._notebook_output >= self.max_output_bytes
+            if notebook_left <= self.max_cell_output_bytes - self._cell_output
             else f"this cell's output passed {self.max_cell_output_bytes} bytes (c.GuardedExecute.max_cell_output_bytes)"
         )
         outs.append(new_output("stream", name="stderr", text=f"\n{TRUNCATED_MARK} {which}; the rest was dropped\n"))
@@ -91,11 +93,13 @@ class OutputCap:
         if size <= allowance:
             self._count(size)
             return super().output(outs, msg, display_id, cell_index)
-        if msg_type == "stream" and allowance > 0:
+        if msg_type == "stream" and allowance > 0:  # the part that fits, then the marker
             content["text"] = str(content.get("text", ""))[:allowance]
             self._count(allowance)
-            super().output(outs, msg, display_id, cell_index)
-        elif msg_type == "error":  # kept, shortened: the cell must still fail
+            out = super().output(outs, msg, display_id, cell_index)
+            self._mark(outs, cell_index)
+            return out
+        if msg_type == "error":  # kept, shortened: the cell must still fail
             content["ename"] = _short(str(content.get("ename", "")), 100)
             content["evalue"] = _short(str(content.get("evalue", "")), _ERROR_KEEP)
             content["traceback"] = [f"{TRUNCATED_MARK} traceback dropped (output limit)",
@@ -108,6 +112,8 @@ class OutputCap:
         return None
 
     def _update_display_id(self, display_id, msg):
+        if msg["msg_type"] != "update_display_data":  # a display_data/execute_result: counted in output()
+            return super()._update_display_id(display_id, msg)
         size = message_size(msg["msg_type"], msg.get("content", {}))
         if size > self._allowance():
             self._count(self._allowance())
@@ -128,7 +134,7 @@ class OutputCap:
         return super().handle_comm_msg(outs, msg, cell_index)
 
 
-class WriteLimit:
+class WriteLimit(HasTraits):
     """Stops the notebook once its kernel's writable space (bytes or inodes) is full."""
 
     # A tmpfs is "full" when less than this is free (a page-granular write that failed leaves a little).
