@@ -6,7 +6,8 @@ Used by every nbgrader command run from this folder (``nbgrader generate_assignm
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor, SanitizeHTML
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,

@@ -20,6 +20,7 @@ from pathlib import Path
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
 from traitlets import List, Unicode
+from traitlets.config import Config
 
 __all__ = ["HideGradingPaths", "FeedbackExporter", "FEEDBACK_CSP", "grading_paths"]
 
@@ -88,12 +89,15 @@ class HideGradingPaths(Preprocessor):
 class FeedbackExporter(HTMLExporter):
     """nbgrader's feedback HTML, sanitized, with ``FEEDBACK_CSP`` in its ``<head>``."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, config=None, **kwargs):
+        # Through config, in this class's own section: it outranks the HTMLExporter section that
+        # nbgrader's GenerateFeedback fills (template "feedback"), and is read before the template is.
+        config = Config(config) if config is not None else Config()
         nbgrader_templates = Path(__import__("nbgrader").__file__).parent / "server_extensions" / "formgrader" / "templates"
-        self.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
-        self.template_name = "torchsteps_feedback"
-        self.sanitize_html = True
+        config.FeedbackExporter.template_name = "torchsteps_feedback"
+        config.FeedbackExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
+        config.FeedbackExporter.sanitize_html = True
+        super().__init__(*args, config=config, **kwargs)
 
     def from_notebook_node(self, nb, resources=None, **kw):
         resources = dict(resources or {}, torchsteps_csp=FEEDBACK_CSP)
