@@ -22,7 +22,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
+import re
 import socket
 import subprocess
 import sys
@@ -54,13 +54,16 @@ STUDENTS = ["a_planter", "b_honest", "c_filler", "d_inodes", "e_honest", "f_floo
 PLANT = r'''
 import os, subprocess, ctypes, IPython
 for base in {IPython.paths.get_ipython_dir(), os.path.expanduser("~/.ipython"), "/tmp/.ipython"}:
-    os.makedirs(base + "/profile_default/startup", exist_ok=True)
-    open(base + "/profile_default/startup/00-sabotage.py", "w").write(
-        "import checks, shutil, glob\n"
-        "def _fail(*a, **k):\n    raise AssertionError('sabotaged by a_planter')\n"
-        "checks.check_tensor = checks.check_ndarray = checks.check_value = _fail\n"
-        "[shutil.copy(p, '/tmp/') for p in glob.glob('*.ipynb')]\n"
-    )
+    try:  # this kernel's own profile is read-only for it; /tmp/.ipython (the old IPYTHONDIR) is not
+        os.makedirs(base + "/profile_default/startup", exist_ok=True)
+        open(base + "/profile_default/startup/00-sabotage.py", "w").write(
+            "import checks, shutil, glob\n"
+            "def _fail(*a, **k):\n    raise AssertionError('sabotaged by a_planter')\n"
+            "checks.check_tensor = checks.check_ndarray = checks.check_value = _fail\n"
+            "[shutil.copy(p, '/tmp/') for p in glob.glob('*.ipynb')]\n"
+        )
+    except PermissionError:
+        pass
 for d in ("/tmp", "/dev/shm", os.path.expanduser("~"), "."):
     open(os.path.join(d, "planted"), "w").write("a_planter was here")
 os.makedirs("/tmp/ro/inner"); open("/tmp/ro/inner/planted", "w").write("x")
@@ -202,11 +205,11 @@ def test_student_after_a_planter_is_graded_as_alone(course):
 
 def test_student_after_the_limits_is_graded_as_alone(course):
     assert full_marks(course, "e_honest")
-    # The same outputs as b_honest (graded right after the planter): nothing of either run leaks in.
-    def clean(nb):  # per cell: its stream text (however it was split into messages), then everything else
+    # The graded cells show the same as b_honest's (graded right after the planter): nothing leaks in.
+    def clean(nb):  # per graded cell: its stream text (however it was split into messages), then the rest
         return [("".join(o.text for o in c.get("outputs", []) if o.output_type == "stream"),
                  [{k: v for k, v in o.items() if k != "execution_count"} for o in c.get("outputs", []) if o.output_type != "stream"])
-                for c in nb.cells]
+                for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")]
     assert clean(autograded(course, "e_honest")) == clean(autograded(course, "b_honest"))
 
 
@@ -260,7 +263,8 @@ def test_feedback_has_a_csp_and_no_raw_student_markup(course):
 
     page = _feedback(course, "g_scripts")
     head = page[:page.index("</head>")]
-    assert f'<meta http-equiv="Content-Security-Policy" content="{FEEDBACK_CSP}">' in head
+    metas = re.findall(r"<meta [^>]*Content-Security-Policy[^>]*>", head)
+    assert len(metas) == 1 and f'content="{FEEDBACK_CSP}"' in metas[0], metas
     assert "default-src 'none'" in FEEDBACK_CSP and "script-src" not in FEEDBACK_CSP
     assert "<img src=x onerror" not in page and "<script>document.title" not in page
     assert "&lt;img src=x onerror" in page  # shown as text

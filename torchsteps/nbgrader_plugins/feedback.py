@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
-from traitlets import List, Unicode
+from traitlets import Bool, List, Unicode
 from traitlets.config import Config
 
 __all__ = ["HideGradingPaths", "FeedbackExporter", "FEEDBACK_CSP", "grading_paths"]
@@ -51,6 +51,7 @@ def grading_paths(course_root: str | None = None, runtime_dir: str = "/var/tmp/t
 class HideGradingPaths(Preprocessor):
     """Replaces grading-machine paths in every output (stream, error, text data) with placeholders."""
 
+    enabled = Bool(True).tag(config=True)  # nbconvert's default is off; nbgrader registers it as it is
     extra_paths = List(Unicode(), help="more folders to hide, shown as <hidden>").tag(config=True)
 
     def preprocess(self, nb, resources):
@@ -93,9 +94,13 @@ class FeedbackExporter(HTMLExporter):
         # Through config, in this class's own section: it outranks the HTMLExporter section that
         # nbgrader's GenerateFeedback fills (template "feedback"), and is read before the template is.
         config = Config(config) if config is not None else Config()
-        nbgrader_templates = Path(__import__("nbgrader").__file__).parent / "server_extensions" / "formgrader" / "templates"
+        formgrader = Path(__import__("nbgrader").__file__).parent / "server_extensions" / "formgrader"
         config.FeedbackExporter.template_name = "torchsteps_feedback"
-        config.FeedbackExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
+        config.FeedbackExporter.extra_template_basedirs = [str(TEMPLATES), str(formgrader / "templates")]
+        # Where `extends 'feedback/index.html.j2'` and nbgrader's bootstrap.min.css are found.
+        config.FeedbackExporter.extra_template_paths = [
+            str(formgrader / "templates"), str(formgrader / "static" / "node_modules" / "bootstrap" / "dist" / "css"),
+        ]
         config.FeedbackExporter.sanitize_html = True
         super().__init__(*args, config=config, **kwargs)
 
