@@ -97,6 +97,12 @@ READ = [
     "print('PLANTED' in globals(), sorted(os.listdir('/tmp')), sorted(os.listdir('.')))",
     SHM + "sid = libc.shmget(KEY, 0, 0)\nprint(sid, ctypes.get_errno())",
     "print(len([p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]))",
+    # In a user namespace the kernel would be root again and could mount a tmpfs of any size.
+    "import subprocess, threading, torch\n"
+    "r = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs big /tmp && echo mounted'], capture_output=True, text=True)\n"
+    "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+    "torch.set_num_threads(2); x = torch.ones(1000, 1000) @ torch.ones(1000, 1000)\n"
+    "print(r.returncode, r.stdout.strip() or r.stderr.strip().split(':')[-1].strip(), int(x[0, 0]))",
     "import os\nprint(os.getppid())",
 ]
 
@@ -135,6 +141,11 @@ def test_ipc_objects_do_not_survive_the_kernel(plant_then_read):
     _, second = plant_then_read
     sid, err = second[2][0].split()
     assert int(sid) == -1 and int(err) == 2  # ENOENT: the segment died with the first kernel's namespace
+
+
+def test_no_user_namespaces_but_threads_and_processes_work(plant_then_read):
+    _, second = plant_then_read
+    assert second[4][0] == "1 Operation not permitted 1000", second[4]
 
 
 def test_background_processes_do_not_survive_the_kernel(plant_then_read):

@@ -118,6 +118,51 @@ def _limit_privileges():
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
+# No user namespaces for student code: inside one it would be root again and could mount a tmpfs of any
+# size (memory the limits above never see). A seccomp filter refuses clone/unshare with CLONE_NEWUSER,
+# clone3 (ENOSYS: glibc falls back to clone, whose flags a filter can read) and other ABIs.
+_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH, unshare, clone, clone3)
+    "x86_64": (0xC000003E, 272, 56, 435),
+    "aarch64": (0xC00000B7, 97, 220, 435),
+}
+CLONE_NEWUSER = 0x10000000
+
+
+def _deny_user_namespaces():
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        raise OSError(errno.ENOSYS, f"no seccomp filter for {machine}: user namespaces cannot be denied")
+    arch, nr_unshare, nr_clone, nr_clone3 = _SECCOMP_ARCH[machine]
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+    prog = [  # (code, jt, jf, k); jumps count instructions to skip
+        (LD, 0, 0, 4),                      # 0 arch
+        (JEQ, 1, 0, arch),                  # 1
+        (RET, 0, 0, ERRNO | errno.ENOSYS),  # 2 another ABI (i386 int 0x80, compat): refused
+        (LD, 0, 0, 0),                      # 3 syscall number
+        (JGE, 8, 0, 0x40000000),            # 4 x32 ABI -> 13
+        (JEQ, 3, 0, nr_unshare),            # 5 -> 9
+        (JEQ, 2, 0, nr_clone),              # 6 -> 9
+        (JEQ, 5, 0, nr_clone3),             # 7 -> 13
+        (RET, 0, 0, ALLOW),                 # 8
+        (LD, 0, 0, 16),                     # 9 low half of the first argument (flags)
+        (JSET, 1, 0, CLONE_NEWUSER),        # 10 -> 12
+        (RET, 0, 0, ALLOW),                 # 11
+        (RET, 0, 0, ERRNO | errno.EPERM),   # 12
+        (RET, 0, 0, ERRNO | errno.ENOSYS),  # 13
+    ]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(prog))(*[Filter(*insn) for insn in prog])
+    program = Program(len(prog), filters)
+    _check(_libc.prctl(22, 2, ctypes.byref(program), 0, 0), "seccomp")  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
 def _drop_privileges(uid, run_dir):
     """After the kernel bound its sockets: socket folder read-only, then the unprivileged user.
 
@@ -172,6 +217,7 @@ def _become_kernel(argv, settings, keep_fds):
         if isolated:
             _isolate(settings)
             _limit_privileges()
+            _deny_user_namespaces()  # before any thread: every thread inherits the filter
         os.chdir(settings["workdir"])
         random.seed()  # the parent's random state would be the same in every child
         signal.signal(signal.SIGINT, signal.default_int_handler)
