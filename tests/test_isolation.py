@@ -183,3 +183,14 @@ def test_inodes_are_limited(tmp_path):
     out = run_in_sandbox([code], tmp_path, scratch_inodes=500)
     stopped, err, made = out[0][0].split()
     assert (stopped, err) == ("stopped", "ENOSPC") and 450 <= int(made) < 500, out
+
+
+def test_cold_kernel_is_isolated_the_same_way(tmp_path):
+    """warm_start = False: the kernel goes through the same isolation, without a warm parent."""
+    (tmp_path / "checks.py").write_text("VALUE = 1\n")
+    out = run_in_sandbox([
+        "import os, subprocess\nst = os.statvfs('/tmp')\n"
+        "r = subprocess.run(['unshare', '--user', 'true'], capture_output=True)\n"
+        "print(os.getuid() != 0, sorted(os.listdir('.')), st.f_blocks * st.f_frsize // 2**20, st.f_files, r.returncode)",
+    ], tmp_path, warm_start=False, scratch_mb=64, scratch_inodes=1000)
+    assert out[0] == ("True ['checks.py'] 64 1000 1", []), out
