@@ -8,6 +8,11 @@ entry point started it, behind this boundary:
   the files the notebooks need (``workdir_files``, e.g. ``checks.py``) as the working directory, and a
   private ``/tmp``. Nothing else of the course (``source/``, other students, ``gradebook.db``) exists
   inside;
+- per kernel (issue 11, when grading as root): new mount and IPC namespaces and ONE tmpfs of
+  ``scratch_mb`` MiB and ``scratch_inodes`` inodes holding the working folder, ``/tmp``, ``/dev/shm``,
+  ``HOME``, the IPython dir and caches; it vanishes with the kernel, so no later kernel reads anything
+  a student wrote. The socket folder is read-only for the kernel, and a seccomp filter refuses user
+  namespaces (inside one a kernel would be root again). See ``_zygote.py``;
 - no network: a new network namespace with no interfaces but loopback; the kernel talks to nbgrader
   over ZeroMQ ``ipc`` (UNIX sockets in a private folder), not TCP;
 - a new PID namespace: the kernel sees only its own processes, and all of them die with it;

@@ -4,9 +4,10 @@ A fresh kernel pays the interpreter, IPython, ipykernel and torch start-up every
 here). :class:`Zygote` starts ONE sandboxed process per grading process (same bubblewrap boundary and
 limits as a cold kernel, see :mod:`torchsteps.sandbox`) that imports those modules once; each notebook
 then gets a child forked from it before any student code ran (``torchsteps/_zygote.py``). Students share
-nothing: each kernel is a new process, started from the same read-only state; between kernels the parent
-kills every other process in the sandbox and empties ``/tmp`` and the working folder, and the parent is
-not dumpable, so a kernel cannot ptrace it to reach the next one.
+nothing: each kernel is a new process, started from the same read-only state, in its own mount and IPC
+namespaces with its own size-limited tmpfs for everything it may write (issue 11); between kernels the
+parent (root inside the sandbox, not dumpable: no kernel can signal or ptrace it) kills every other
+process in the sandbox, and the kernel's tmpfs and IPC objects go with its namespaces.
 
 :class:`ForkedKernel` is the kernel's handle for jupyter_client: it behaves like the ``Popen`` that
 ``LocalProvisioner`` keeps (``poll``, ``wait``, ``send_signal``, ``kill``).
