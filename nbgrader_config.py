@@ -20,10 +20,12 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from torchsteps.execute import GuardedExecute
+from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, TIMESTAMP_FORMAT, LmsExtractorPlugin, LmsFileNameCollectorPlugin
+from torchsteps.nbgrader_plugins.execute import GuardedExecute
+from torchsteps.nbgrader_plugins.export import ExerciseCsvExport
 from torchsteps.nbgrader_plugins.feedback import HideGradingPaths
-from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
-from torchsteps.tamper import FlagTampering
+from torchsteps.nbgrader_plugins.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
+from torchsteps.nbgrader_plugins.tamper import FlagTampering
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -61,13 +63,10 @@ c.Autograde.create_student = False
 # --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
 # Put the LMS's download (.zip) in downloaded/pytorch_basics/archive/. File names inside follow
 # Blackboard: <LMS assignment>_<student id>_attempt_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb
-c.ZipCollectApp.collector_plugin = "torchsteps.collect.LmsFileNameCollectorPlugin"
-c.ZipCollectApp.extractor_plugin = "torchsteps.collect.LmsExtractorPlugin"
-c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<lms_assignment>[^/._][^/]*?)_(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*)"
-    r"_attempt_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
-)
-c.LmsFileNameCollectorPlugin.timestamp_format = "%Y-%m-%d-%H-%M-%S"
+c.ZipCollectApp.collector_plugin = LmsFileNameCollectorPlugin
+c.ZipCollectApp.extractor_plugin = LmsExtractorPlugin
+c.FileNameCollectorPlugin.named_regexp = NAMED_REGEXP
+c.LmsFileNameCollectorPlugin.timestamp_format = TIMESTAMP_FORMAT
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
 
 # --- Reading the submission -------------------------------------------------------------------------
@@ -85,19 +84,18 @@ c.Autograde.sanitize_preprocessors = [
 
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
-# below and a read-only Python, nothing else of the course; no network; these limits per kernel:
-c.SandboxedKernelManager.workdir_files = ["checks.py"]
-c.SandboxedKernelManager.memory_mb = 3072  # address space per process
-c.SandboxedKernelManager.cpu_seconds = 180  # CPU time per process
-c.SandboxedKernelManager.max_processes = 128  # processes and threads
-c.SandboxedKernelManager.max_file_mb = 64  # largest file written
+# the notebooks need and a read-only Python, nothing else of the course; no network; limits per kernel.
+# The limits' values and units live once, in the traits of torchsteps.sandbox.SandboxedKernelManager
+# (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
+#   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
+#   c.SandboxedKernelManager.cpu_seconds = 300     # CPU time per process, s
+#   c.SandboxedKernelManager.scratch_mb = 512      # bytes a notebook may have written, MiB (default 256)
+#   c.SandboxedKernelManager.scratch_inodes = 8192 # files + folders + links it may have (default 4096)
 # Everything a notebook may write (working folder, /tmp, /dev/shm, HOME, caches) is one tmpfs per kernel,
-# gone with the kernel. Its pages are memory: a notebook holds at most memory_mb + scratch_mb.
-c.SandboxedKernelManager.scratch_mb = 256  # bytes written, MiB, all places together
-c.SandboxedKernelManager.scratch_inodes = 4096  # files + folders + links
-# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless this is set to True
-# (or `python -m torchsteps grade --unsandboxed` is used).
-c.SandboxedKernelManager.allow_unsandboxed = False
+# gone with the kernel; its pages are memory, so a notebook holds at most memory_mb + scratch_mb. Once it
+# is full the notebook's remaining cells are not run, with the reason on each.
+# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless
+# c.SandboxedKernelManager.allow_unsandboxed = True (or `python -m torchsteps grade --unsandboxed`).
 
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
@@ -146,4 +144,4 @@ c.HTMLExporter.sanitize_html = True
 
 # --- Export -------------------------------------------------------------------------------------------
 # `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
-c.ExportApp.plugin_class = "torchsteps.export.ExerciseCsvExport"
+c.ExportApp.plugin_class = ExerciseCsvExport

@@ -36,10 +36,10 @@ import pytest
 from nbformat.v4 import new_markdown_cell
 
 from conftest import ASSIGNMENT, REPO, GradedCourse, copy_course
-from torchsteps.course import open_api
-from torchsteps.demo_class import instructor_answers
+from torchsteps.grading.course import open_api
+from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.sandbox import SandboxedKernelManager, SandboxUnavailable, check_sandbox
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.submissions import fill_solutions
 
 try:
     check_sandbox()

@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
-from torchsteps.execute import GuardedExecute
+from torchsteps.nbgrader_plugins.execute import GuardedExecute
 from torchsteps.nbgrader_plugins.limits import TRUNCATED_MARK, message_size
 from torchsteps.sandbox import SandboxUnavailable, check_sandbox
 

@@ -19,9 +19,10 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.constants import is_test_cell
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 pytest_plugins = ["pytester"]
 
@@ -51,7 +52,7 @@ def read(path: Path) -> nbformat.NotebookNode:
 def points(nb) -> dict[str, float]:
     """``{grade_id: points}`` of the test cells, in notebook order."""
     return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"]) for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")}
+            if is_test_cell(c)}
 
 
 def put(folder: Path, nb, name: str = NOTEBOOK, checks: Path | None = None) -> Path:

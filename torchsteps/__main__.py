@@ -12,23 +12,19 @@ import sys
 import time
 from pathlib import Path
 
-ASSIGNMENT = "pytorch_basics"
-
-
 def _grade(args) -> int:
-    from nbgrader.api import Gradebook
     from rich.console import Console
 
-    from .course import open_api
-    from .export import collect_rows, write_csv
-    from .grading import grade_class
-    from .report import write_report
-    from .table import print_grades
-
+    from .grading.course import default_assignment, open_api
+    from .grading.driver import grade_class
+    from .grading.outputs import write_outputs
+    from .results.status import Status
+    from .results.table import print_grades
     from .sandbox import SandboxUnavailable, check_sandbox
 
     console = Console(width=200, stderr=False)
     api = open_api(args.course)
+    args.assignment = args.assignment or default_assignment(api.config)
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
     try:
@@ -46,30 +42,30 @@ def _grade(args) -> int:
     def progress(done, total, result):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done)
-        mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
+        mark = "graded" if result.status is Status.GRADED else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
     console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
     results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only,
                           on_progress=progress, on_note=lambda note: console.print(note, markup=False))
-    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
-        columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
-    print_grades(columns, rows, console)
-    if not args.autograde_only:
-        console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment, results)}")
+    outputs = write_outputs(api, args.assignment, report=not args.autograde_only)
+    print_grades(outputs.columns, outputs.rows, console)
+    if outputs.report_path:
+        console.print(f"Report: {outputs.report_path}")
     elapsed = time.perf_counter() - start
-    failed = [r for r in results if r.status != "graded"]
+    failed = [r for r in results if r.status is not Status.GRADED]
     console.print(
         f"{len(results)} submissions in {elapsed:.1f} s ({elapsed / max(len(results), 1):.1f} s each); "
-        f"{len(failed)} could not be graded. Grades: {csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
+        f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
     )
     return 0
 
 
 def _demo_class(args) -> int:
-    from .demo_class import write_demo_class
+    from .authoring.demo_submissions import write_demo_class
+    from .grading.course import default_assignment, load_config
 
+    args.assignment = args.assignment or default_assignment(load_config(args.course))
     written = write_demo_class(Path(args.course), args.assignment)
     print(f"wrote {len(written)} submissions to {Path(args.course) / 'submitted'}")
     return 0
@@ -78,7 +74,7 @@ def _demo_class(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
-    parser.add_argument("--assignment", default=ASSIGNMENT)
+    parser.add_argument("--assignment", help="assignment to grade; default: the only one in c.Roster.assignments")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")

@@ -17,7 +17,7 @@ pytest, started in the notebook's folder (so ``checks.py`` beside it imports). E
 - a cell that runs longer than ``--nb-timeout`` seconds (ini ``nb_timeout``, default 60, 0 = no
   limit) fails its item and stops the run;
 - a notebook that cannot be read, has no test cells, or whose test cells are those of no notebook of
-  this course (``torchsteps.catalogue``) is a collection error; ``--nb-any`` accepts any nbgrader
+  this course (``torchsteps.authoring.catalogue``) is a collection error; ``--nb-any`` accepts any nbgrader
   notebook with test cells;
 - the summary gives the visible points earned, per notebook and in total.
 
@@ -102,7 +102,7 @@ class NotebookFile(pytest.File):
 
     def _check_course(self, grade_ids: list[str]) -> None:
         """Reject a notebook whose test cells are not those of the course notebook of the same name."""
-        from torchsteps.catalogue import by_notebook
+        from torchsteps.authoring.catalogue import by_notebook
 
         course = {name: {t for e in c.exercises for t in e.test_ids} for name, c in by_notebook().items()}
         overlap = {name: len(tests & set(grade_ids)) for name, tests in course.items()}

@@ -1,0 +1,94 @@
+"""Open an nbgrader course directory from Python: its config, its API, its roster.
+
+Everything here goes through nbgrader's own classes (``CourseDirectory``, ``NbGraderAPI``,
+``Gradebook``), so what ``make grade`` does is what the ``nbgrader`` commands do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+from nbgrader.apps.api import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+from traitlets import Dict, List
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import PyFileConfigLoader
+
+__all__ = ["Roster", "load_config", "open_api", "register_roster", "default_assignment"]
+
+CONFIG_FILE = "nbgrader_config.py"
+
+
+class Roster(Configurable):
+    """The assignments and students of the course, set in ``nbgrader_config.py``.
+
+    nbgrader 0.9 no longer reads a roster from its config (``db_students`` was removed), so this
+    class holds it and :func:`register_roster` writes it to the gradebook through nbgrader's API.
+    """
+
+    assignments = List(Dict(), help="[{'name': ..., 'duedate': ...}, ...]").tag(config=True)
+    students = List(Dict(), help="[{'id': ..., 'first_name': ..., 'last_name': ...}, ...]").tag(config=True)
+
+
+def default_assignment(config: Config) -> str:
+    """The assignment to grade when none is named: the only one in ``c.Roster.assignments``.
+
+    Raises:
+        ValueError: if the config lists no assignment, or several (then one must be named).
+    """
+    names = [a["name"] for a in Roster(config=config).assignments]
+    if len(names) != 1:
+        raise ValueError(f"the course has {len(names)} assignments ({', '.join(names) or 'none'}): name one with --assignment")
+    return names[0]
+
+
+def load_config(root: str | os.PathLike) -> Config:
+    """The config of the course at ``root``, read from its ``nbgrader_config.py``.
+
+    Raises:
+        FileNotFoundError: if ``root`` has no ``nbgrader_config.py``.
+    """
+    _put_environment_scripts_on_path()
+    root = Path(root).resolve()
+    if not (root / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{root} is not a course directory: no {CONFIG_FILE}")
+    config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    # The config sets its own folder as root; a copy of the course elsewhere must use that copy.
+    config.CourseDirectory.root = str(root)
+    return config
+
+
+def _put_environment_scripts_on_path() -> None:
+    """Make this environment's console scripts findable by name.
+
+    nbgrader creates a new gradebook by running the ``alembic`` command through ``subprocess``
+    (``nbgrader.dbutil``), found on ``PATH``; when the course is graded with ``.venv/bin/python``
+    without activating the environment, that fails with ``FileNotFoundError: 'alembic'``.
+    """
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
+def open_api(root: str | os.PathLike, config: Config | None = None) -> NbGraderAPI:
+    """nbgrader's Python API for the course at ``root`` (the same calls the formgrader makes)."""
+    _put_environment_scripts_on_path()
+    config = config if config is not None else load_config(root)
+    coursedir = CourseDirectory(config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def register_roster(api: NbGraderAPI) -> Roster:
+    """Create or update the roster's assignments and students in the gradebook; returns the roster."""
+    roster = Roster(config=api.config)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        for assignment in roster.assignments:
+            fields = {k: v for k, v in assignment.items() if k != "name"}
+            gb.update_or_create_assignment(assignment["name"], **fields)
+        for student in roster.students:
+            fields = {k: v for k, v in student.items() if k != "id"}
+            gb.update_or_create_student(student["id"], **fields)
+    return roster
