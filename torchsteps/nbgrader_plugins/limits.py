@@ -37,7 +37,8 @@ def message_size(msg_type: str, content: dict) -> int:
         return len(json.dumps(content.get("data", {}), default=str))
     data = content.get("data", {}) or {}
     size = sum(len(v if isinstance(v, str) else json.dumps(v, default=str)) for v in data.values())
-    return size + len(json.dumps(content.get("metadata", {}) or {}, default=str))
+    metadata = content.get("metadata")
+    return size + (len(json.dumps(metadata, default=str)) if metadata else 0)
 
 
 def _short(text: str, keep: int) -> str:
