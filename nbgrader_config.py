@@ -6,28 +6,13 @@ Used by every nbgrader command run from this folder (``nbgrader generate_assignm
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbconvert.preprocessors.sanitize import SanitizeHTML
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearOutput,
-    OverwriteCells,
-    OverwriteKernelspec,
-    GetGrades,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
-
 from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, TIMESTAMP_FORMAT, LmsExtractorPlugin, LmsFileNameCollectorPlugin
-from torchsteps.nbgrader_plugins.execute import GuardedExecute
-from torchsteps.nbgrader_plugins.export import ExerciseCsvExport
-from torchsteps.nbgrader_plugins.feedback import HideGradingPaths
-from torchsteps.nbgrader_plugins.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
-from torchsteps.nbgrader_plugins.tamper import FlagTampering
+from torchsteps.nbgrader_plugins.hardening import harden
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+# The sandbox, the fixed preprocessors, feedback without hidden tests, the per-exercise export
+# (torchsteps/nbgrader_plugins/hardening.py); the course's own settings follow.
+harden(c)
 
 # --- Course directory ---------------------------------------------------------------------------
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -69,22 +54,10 @@ c.FileNameCollectorPlugin.named_regexp = NAMED_REGEXP
 c.LmsFileNameCollectorPlugin.timestamp_format = TIMESTAMP_FORMAT
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
 
-# --- Reading the submission -------------------------------------------------------------------------
-# Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission
-# (jupyter/nbgrader#1083), and flags a student changed on a graded cell are reset from the gradebook
-# before OverwriteCells (which otherwise fails with "Inconsistent checksums").
-c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    DeduplicateGradeIds,
-    OverwriteKernelspec,
-    RestoreCellMetadata,
-    OverwriteCells,
-    CheckCellMetadata,
-]
-
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
-# the notebooks need and a read-only Python, nothing else of the course; no network; limits per kernel.
+# handed out with the assignment (every file of release/<assignment>/ but the notebooks: here checks.py)
+# and a read-only Python, nothing else of the course; no network; limits per kernel.
 # The limits' values and units live once, in the traits of torchsteps.sandbox.SandboxedKernelManager
 # (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
 #   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
@@ -103,45 +76,8 @@ c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
 # execute_result, error name/value/traceback, widget comms); the rest is dropped with a visible marker.
 c.GuardedExecute.max_output_bytes = 2_000_000  # per notebook
 c.GuardedExecute.max_cell_output_bytes = 500_000  # per cell
-c.GuardedExecute.interrupt_on_timeout = True
-# nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
-c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
-# nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
-# points, so stderr of test cells is relabelled before the grades are saved. FlagTampering marks
-# submissions that patch what the tests rely on for manual review.
-c.Autograde.autograde_preprocessors = [
-    GuardedExecute,
-    StderrIsNotFailure,
-    IgnorePattern,
-    ClearMetadataPreprocessor,
-    LimitOutput,
-    SaveAutoGrades,
-    FlagTampering,
-    AssignLatePenalties,
-    CheckCellMetadata,
-]
+# Feedback hides this course folder's path too (HideGradingPaths, set by harden()).
+c.HideGradingPaths.extra_paths = [c.CourseDirectory.root]
 # Output limit: lines per cell and traceback lines kept in the autograded notebook.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
-
-# A deleted test cell is put back from the gradebook and scores 0, instead of leaving the
-# submission waiting for a manual grade.
-c.OverwriteCells.add_missing_cells = True
-
-# --- Feedback ---------------------------------------------------------------------------------------
-# Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
-# Tracebacks lose the grading machine's paths (HideGradingPaths); the page is nbgrader's feedback
-# template with student HTML sanitized and a Content-Security-Policy (FeedbackExporter).
-c.GenerateFeedback.preprocessors = [HideHiddenTests, HideGradingPaths, GetGrades, CSSHTMLHeaderPreprocessor]
-c.GenerateFeedback.exporter_class = "torchsteps.nbgrader_plugins.feedback.FeedbackExporter"
-c.HideGradingPaths.extra_paths = [c.CourseDirectory.root]
-
-# --- Student HTML is inert wherever it is shown (feedback, the formgrader's submission view) ----------
-# nbconvert escapes student markup in markdown cells and HTML/markdown outputs and drops script outputs
-# (JavaScript, SVG) before any HTML exporter renders them; the formgrader's exporter reads this too.
-c.HTMLExporter.preprocessors = [SanitizeHTML]
-c.HTMLExporter.sanitize_html = True
-
-# --- Export -------------------------------------------------------------------------------------------
-# `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
-c.ExportApp.plugin_class = ExerciseCsvExport

@@ -1,6 +1,8 @@
 """Command line: ``python -m torchsteps grade`` (what ``make grade`` runs) and helpers.
 
-    python -m torchsteps grade [--course DIR] [--assignment NAME]
+    python -m torchsteps [--course DIR] [--assignment NAME] grade
+        (without --assignment: every assignment of c.Roster.assignments, one after the other;
+        grades.csv then holds every assignment in the gradebook, the report covers the ones graded)
     python -m torchsteps demo-class [--course DIR]      # regenerate submitted/ from the mistake catalogue
 """
 
@@ -12,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+
 def _grade(args) -> int:
     from rich.console import Console
 
-    from .grading.course import default_assignment, open_api
+    from .grading.cluster import ClusterError, DaskCluster
+    from .grading.course import course_assignments, open_api
     from .grading.driver import grade_class
     from .grading.outputs import write_outputs
     from .results.status import Status
@@ -24,11 +28,16 @@ def _grade(args) -> int:
 
     console = Console(width=200, stderr=False)
     api = open_api(args.course)
-    args.assignment = args.assignment or default_assignment(api.config)
+    assignments = [args.assignment] if args.assignment else course_assignments(api)
+    if not assignments:
+        console.print(f"No assignment to grade: none in c.Roster.assignments, no folder with a notebook in {api.coursedir.source_directory}/")
+        return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
+    scheduler = args.scheduler if args.scheduler is not None else DaskCluster(config=api.config).scheduler
     try:
-        check_sandbox()
+        if not scheduler:  # on a cluster, each worker's sandbox is checked where it runs
+            check_sandbox()
     except SandboxUnavailable as why:
         if not api.config.SandboxedKernelManager.get("allow_unsandboxed", False):
             console.print(
@@ -42,20 +51,32 @@ def _grade(args) -> int:
     def progress(done, total, result):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done)
-        mark = "graded" if result.status is Status.GRADED else f"ERROR: {result.reason}"
+        mark = result.status.value if result.status is not Status.ERROR else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
 
-    console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)} ({args.jobs} at a time)")
-    results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only,
-                          on_progress=progress, on_note=lambda note: console.print(note, markup=False))
-    outputs = write_outputs(api, args.assignment, report=not args.autograde_only)
-    print_grades(outputs.columns, outputs.rows, console)
+    results = []
+    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{args.jobs} at a time"
+    for assignment in assignments:
+        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)} ({where})", markup=False)
+        try:
+            results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only,
+                                   on_progress=progress, on_note=lambda note: console.print(note, markup=False),
+                                   scheduler=scheduler)
+        except ClusterError as why:
+            console.print(f"[bold red]Cannot grade on the cluster:[/bold red] {why}")
+            return 2
+    outputs = write_outputs(api, assignments, report=not args.autograde_only)
+    for assignment, columns, rows in outputs.tables:
+        if len(outputs.tables) > 1:
+            console.print(assignment, style="bold", markup=False)
+        print_grades(columns, rows, console)
     if outputs.report_path:
         console.print(f"Report: {outputs.report_path}")
     elapsed = time.perf_counter() - start
-    failed = [r for r in results if r.status is not Status.GRADED]
+    submitted = [r for r in results if r.status is not Status.NOT_SUBMITTED]
+    failed = [r for r in submitted if r.status is not Status.GRADED]
     console.print(
-        f"{len(results)} submissions in {elapsed:.1f} s ({elapsed / max(len(results), 1):.1f} s each); "
+        f"{len(submitted)} submissions in {elapsed:.1f} s ({elapsed / max(len(submitted), 1):.1f} s each); "
         f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
     )
     return 0
@@ -74,11 +95,15 @@ def _demo_class(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
-    parser.add_argument("--assignment", help="assignment to grade; default: the only one in c.Roster.assignments")
+    parser.add_argument("--assignment", help="assignment to grade; default: every assignment of c.Roster.assignments "
+                        "(or, when it lists none, every folder of source/ holding a notebook)")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
     grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
+    grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="grade on a Dask cluster: the scheduler's address, e.g. tcp://host:8786 (default: "
+                       "c.DaskCluster.scheduler in nbgrader_config.py; empty: on this machine)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
     args = parser.parse_args(argv)

@@ -20,7 +20,8 @@ from nbgrader.utils import temp_attrs
 
 from ..nbgrader_plugins.collect import collect_lms_downloads
 from ..nbgrader_plugins.tamper import METADATA_KEY
-from ..results.status import Status, SubmissionResult, write_status
+from ..results.status import Status, SubmissionResult, read_status, write_status
+from .cluster import grade_on_cluster
 from .course import register_roster
 from .parallel import grade_in_parallel
 from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
@@ -34,11 +35,17 @@ warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in
 
 
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
-    """Student ids with a folder in ``submitted/``, sorted (whether or not it holds the assignment)."""
+    """Student ids with a ``submitted/<student>/<assignment_id>/`` folder, sorted.
+
+    A student with a folder for another assignment only has not submitted this one: not listed.
+    """
     submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
     if not submitted.is_dir():
         return []
-    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(
+        p.name for p in submitted.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / assignment_id).is_dir()
+    )
 
 
 _BOILERPLATE = (
@@ -115,10 +122,12 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     folder = root / api.coursedir.submitted_directory / student_id / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
+        if not folder.is_dir():
+            result.status = Status.NOT_SUBMITTED
+            result.finished = time.time()
+            return result
         if roster_ids and student_id not in roster_ids:
             raise UnreadableSubmission(f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)")
-        if not folder.is_dir():
-            raise UnreadableSubmission(f"no '{assignment_id}' folder in submitted/{student_id}")
         staged = root / STAGING_DIR / student_id / assignment_id
         result.notes = stage_submission(folder, staged, expected)
         if not any(staged.glob("*.ipynb")):
@@ -128,6 +137,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     except UnreadableSubmission as why:
         result.reason = str(why)
         result.seconds = time.perf_counter() - start
+        result.finished = time.time()
         return result
     with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
         graded = api.autograde(assignment_id, student_id, force=True, create=not roster_ids)
@@ -142,10 +152,12 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
             if not made["success"]:
                 result.notes.append("feedback not generated: " + _reason_from(made))
     result.seconds = time.perf_counter() - start
+    result.finished = time.time()
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None) -> list[SubmissionResult]:
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None,
+                scheduler: str = "") -> list[SubmissionResult]:
     """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
@@ -157,6 +169,9 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     first (:func:`torchsteps.nbgrader_plugins.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
     ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
     :data:`torchsteps.results.status.STATUS_FILE` for the export.
+
+    With ``scheduler`` (a Dask scheduler address, ``tcp://host:8786``), the submissions are graded by that
+    cluster's workers instead, one task per submission (:mod:`torchsteps.grading.cluster`); ``jobs`` is then unused.
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
@@ -178,12 +193,22 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         if on_progress:
             on_progress(len(results), len(students), result)
 
-    if jobs <= 1 or len(students) <= 1:
+    if scheduler:
+        for result in grade_on_cluster(api, grade_submission, assignment_id, students, roster_ids, expected, feedback,
+                                       scheduler, on_note):
+            record(result)
+    elif jobs <= 1 or len(students) <= 1:
         for student_id in students:
             record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
     else:
         for result in grade_in_parallel(api, grade_submission, assignment_id, students, roster_ids, expected, jobs, feedback):
             record(result)
     ordered = [results[s] for s in students]
-    write_status(api.coursedir.root, ordered)
+    # A folder removed since the last run: that student has now submitted nothing.
+    gone = [
+        SubmissionResult(r.student_id, assignment_id, status=Status.NOT_SUBMITTED, finished=time.time())
+        for r in read_status(api.coursedir.root)
+        if r.assignment_id == assignment_id and r.student_id not in results
+    ]
+    write_status(api.coursedir.root, ordered + gone)
     return ordered

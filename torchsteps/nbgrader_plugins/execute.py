@@ -11,22 +11,29 @@ a cell that prints hundreds of MB is held in the grader's memory before ``LimitO
   cells that ran before keep their scores;
 - output caps and the write limit (issue 11, :mod:`torchsteps.nbgrader_plugins.limits`): every message
   kind counts against ``max_cell_output_bytes`` and ``max_output_bytes``, dropped while it arrives, with
-  a visible marker; a kernel that filled its writable tmpfs loses the notebook's remaining cells.
+  a visible marker; a kernel that filled its writable tmpfs loses the notebook's remaining cells;
+- the kernel's working folder holds the files handed out with the assignment: every file of
+  ``release/<assignment>/`` except notebooks (a data file, a helper module, in subfolders too), taken
+  from the notebook's folder, where nbgrader autograde has put the instructor's version. Other files
+  there (student extras such as a ``torch.py``) stay outside the sandbox.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
+from nbgrader.utils import find_all_files
 from traitlets import Integer
 
 from ..sandbox import SandboxedKernelManager
 from .limits import OutputCap, WriteLimit
 
-__all__ = ["GuardedExecute"]
+__all__ = ["GuardedExecute", "handed_out_files"]
 
 
 class GuardedExecute(WriteLimit, OutputCap, Execute):
@@ -44,10 +51,17 @@ class GuardedExecute(WriteLimit, OutputCap, Execute):
     notebook_timeout = Integer(120, help="wall-time budget of the whole notebook, seconds").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
+        self._handed_out = handed_out_files(self.config, (resources or {}).get("nbgrader", {}).get("assignment"))
         self._deadline = time.monotonic() + self.notebook_timeout
         self._stopped = ""
         self.timeout_func = self._cell_timeout
         return super().preprocess(nb, resources, km)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if isinstance(km, SandboxedKernelManager):
+            km.workdir_files = [*km.workdir_files, *getattr(self, "_handed_out", [])]
+        return km
 
     def _cell_timeout(self, cell) -> int:
         remaining = max(1, int(self._deadline - time.monotonic()))
@@ -75,3 +89,21 @@ class GuardedExecute(WriteLimit, OutputCap, Execute):
             )
             self._not_run(cell, self._stopped)
             return cell, resources
+
+
+def handed_out_files(config, assignment_id: str | None) -> list[str]:
+    """Paths, relative to ``release/<assignment_id>/`` and with ``/`` separators, of its files other than notebooks.
+
+    These are what students were given beside the notebooks (nbgrader copies every such file of
+    ``source/`` into the release and, at autograde, over the student's copy). Files nbgrader ignores
+    (``CourseDirectory.ignore``: checkpoints, ``__pycache__``) are left out. An empty list when the
+    assignment has no release folder (``nbgrader generate_assignment`` not run) or is unknown.
+    """
+    if not assignment_id:
+        return []
+    coursedir = CourseDirectory(config=config)
+    release = coursedir.format_path(coursedir.release_directory, ".", assignment_id)
+    if not os.path.isdir(release):
+        return []
+    files = find_all_files(release, list(coursedir.ignore) + ["*.ipynb"])
+    return sorted(os.path.relpath(f, release).replace(os.sep, "/") for f in files)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .export import ExerciseColumn, GradeRow
@@ -34,12 +35,21 @@ def print_grades(columns: list[ExerciseColumn], rows: list[GradeRow], console: C
         cells = []
         for c in columns:
             score = row.scores.get(c.key)
-            cells.append("" if score is None else f"{score:g}")
+            # A cell waiting for its manual grade is pending, not 0.
+            cells.append("pending" if c.key in row.pending else "" if score is None else f"{score:g}")
         total = f"{row.score:g}/{row.max_score:g}"
+        if row.pending_points:
+            total += f" (+{row.pending_points:g} pending)"
         note = row.status if not row.reason else f"{row.status}: {row.reason}"
+        if row.late_penalty or row.seconds_late:
+            note += f" [late: penalty {row.late_penalty:g} of {row.raw_score:g}]"
         if row.flags:
             note += f" [REVIEW: {len(row.flags)} possible tampering: {row.flags[0]}]"
-        table.add_row(row.student_id, *cells, total, note)
+        # Reasons quote file names and student code: never read as rich markup ("[late: ...]" would vanish).
+        table.add_row(escape(row.student_id), *cells, total, escape(note))
     console.print(table)
-    legend = ", ".join(f"{label}={c.notebook}:{c.grade_id} ({c.max_score:g})" for label, c in zip(labels, columns))
-    console.print(f"[dim]Exercises: {legend}[/dim]")
+    kinds = {"auto": "", "manual": ", by hand", "task": ", task, by hand"}
+    legend = ", ".join(f"{label}={c.notebook}:{c.grade_id} ({c.max_score:g}{kinds.get(c.kind, '')})" for label, c in zip(labels, columns))
+    console.print(f"Exercises: {legend}", markup=False, highlight=False, style="dim")
+    if any(row.pending for row in rows):
+        console.print("pending = waiting for a manual grade in the formgrader (not counted as 0)", style="dim")

@@ -96,11 +96,19 @@ def _isolate(settings):
         _bind(f"/proc/self/fd/{old_tmp}/{rel}", path, read_only=True)
     os.close(old_tmp)
     given = settings["given"]
-    if os.path.isdir(given):
-        for entry in os.scandir(given):
-            if entry.is_file(follow_symlinks=False):
-                target = os.path.join(workdir, entry.name)
-                shutil.copyfile(entry.path, target, follow_symlinks=False)
+    # The handed-out files, subfolders too; links are never followed (the grader copied none).
+    for dirpath, dirnames, filenames in os.walk(given):
+        rel = os.path.relpath(dirpath, given)
+        target_dir = os.path.normpath(os.path.join(workdir, rel))
+        if rel != ".":
+            os.mkdir(target_dir)
+            os.chown(target_dir, uid, uid)
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            source = os.path.join(dirpath, name)
+            if os.path.isfile(source) and not os.path.islink(source):
+                target = os.path.join(target_dir, name)
+                shutil.copyfile(source, target, follow_symlinks=False)
                 os.chown(target, uid, uid)
     os.environ.update(
         HOME=scratch, TMPDIR="/tmp", IPYTHONDIR=os.path.join(scratch, ".ipython"),
