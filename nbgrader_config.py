@@ -62,12 +62,22 @@ c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading
 # (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
 #   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
 #   c.SandboxedKernelManager.cpu_seconds = 300     # CPU time per process, s
+#   c.SandboxedKernelManager.scratch_mb = 512      # bytes a notebook may have written, MiB (default 256)
+#   c.SandboxedKernelManager.scratch_inodes = 8192 # files + folders + links it may have (default 4096)
+# Everything a notebook may write (working folder, /tmp, /dev/shm, HOME, caches) is one tmpfs per kernel,
+# gone with the kernel; its pages are memory, so a notebook holds at most memory_mb + scratch_mb. Once it
+# is full the notebook's remaining cells are not run, with the reason on each.
 # Without a sandbox (not Linux, bubblewrap missing) grading stops, unless
 # c.SandboxedKernelManager.allow_unsandboxed = True (or `python -m torchsteps grade --unsandboxed`).
 
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
-c.GuardedExecute.max_output_bytes = 2_000_000  # output kept per notebook
+# Output kept, in characters (about bytes), counting every message kind (stream, display, update_display,
+# execute_result, error name/value/traceback, widget comms); the rest is dropped with a visible marker.
+c.GuardedExecute.max_output_bytes = 2_000_000  # per notebook
+c.GuardedExecute.max_cell_output_bytes = 500_000  # per cell
+# Feedback hides this course folder's path too (HideGradingPaths, set by harden()).
+c.HideGradingPaths.extra_paths = [c.CourseDirectory.root]
 # Output limit: lines per cell and traceback lines kept in the autograded notebook.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40

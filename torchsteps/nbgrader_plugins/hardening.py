@@ -22,6 +22,7 @@ __all__ = ["harden"]
 def harden(c: Config) -> Config:
     """Configure ``c`` (the ``get_config()`` of an ``nbgrader_config.py``) for hardened grading; returns ``c``."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
@@ -36,7 +37,7 @@ def harden(c: Config) -> Config:
 
     from .execute import GuardedExecute
     from .export import ExerciseCsvExport
-    from .feedback import FeedbackHTMLExporter
+    from .feedback import FeedbackExporter, HideGradingPaths
     from .preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
     from .tamper import FlagTampering
 
@@ -73,10 +74,17 @@ def harden(c: Config) -> Config:
     # submission waiting for a manual grade.
     c.OverwriteCells.add_missing_cells = True
     # Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
-    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    # HideGradingPaths: tracebacks and printed text lose the grading machine's paths (issue 11).
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, HideGradingPaths, GetGrades, CSSHTMLHeaderPreprocessor]
     # nbconvert's HTMLExporter and template, without a second parse of every page (profiling: about 40 % of a
-    # notebook's feedback time) and with the templates compiled once per grading process.
-    c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
+    # notebook's feedback time) and with the templates compiled once per grading process; the page carries
+    # a Content-Security-Policy with no script and no request (issue 11).
+    c.GenerateFeedback.exporter_class = FeedbackExporter
+    # Student HTML is inert wherever it is shown (feedback, the formgrader's submission view): nbconvert
+    # escapes student markup in markdown cells and HTML/markdown outputs and drops script outputs
+    # (JavaScript, SVG) before any HTML exporter renders them; the formgrader's exporter reads this too.
+    c.HTMLExporter.preprocessors = [SanitizeHTML]
+    c.HTMLExporter.sanitize_html = True
     # `nbgrader export`: stock CsvExportPlugin's columns, then one column per graded cell and the status.
     c.ExportApp.plugin_class = ExerciseCsvExport
     return c
