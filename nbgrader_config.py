@@ -16,11 +16,16 @@ from nbgrader.preprocessors import (
     GetGrades,
     IgnorePattern,
     LimitOutput,
-    SaveAutoGrades,
 )
 
 from torchsteps.execute import GuardedExecute
-from torchsteps.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
+from torchsteps.preprocessors import (
+    DeduplicateGradeIds,
+    HideHiddenTests,
+    RestoreCellMetadata,
+    SaveAutoGradesKeepingManual,
+    StderrIsNotFailure,
+)
 from torchsteps.tamper import FlagTampering
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
@@ -37,23 +42,14 @@ c.CourseDirectory.db_url = os.environ.get(
 if c.CourseDirectory.db_url.startswith(("postgresql://", "postgres://")):
     c.CourseDirectory.db_url = "postgresql+psycopg2://" + c.CourseDirectory.db_url.split("://", 1)[1]
 
-# --- Roster: the assignment and the students, registered in the gradebook by `make grade` --------
+# --- Roster ---------------------------------------------------------------------------------------
+# The gradebook is the roster, as in nbgrader. Students come from students.csv (columns id, first_name,
+# last_name, email), imported by `make grade` with nbgrader's own `nbgrader db student import
+# students.csv`; students added with `nbgrader db student add|import` or in the formgrader are graded
+# too. Assignments are registered in the gradebook by `make grade`.
 c.Roster.assignments = [{"name": "pytorch_basics"}]
-c.Roster.students = [
-    {"id": "ada", "first_name": "Ada", "last_name": "Lindqvist"},
-    {"id": "ben", "first_name": "Ben", "last_name": "Okafor"},
-    {"id": "cleo", "first_name": "Cleo", "last_name": "Marchetti"},
-    {"id": "dev", "first_name": "Dev", "last_name": "Raman"},
-    {"id": "eli", "first_name": "Eli", "last_name": "Novak"},
-    {"id": "fay", "first_name": "Fay", "last_name": "Dubois"},
-    {"id": "gus", "first_name": "Gus", "last_name": "Almeida"},
-    {"id": "hana", "first_name": "Hana", "last_name": "Sato"},
-    {"id": "ivo", "first_name": "Ivo", "last_name": "Petrov"},
-    {"id": "jo", "first_name": "Jo", "last_name": "Mensah"},
-    {"id": "kim", "first_name": "Kim", "last_name": "Larsen"},
-    {"id": "lou", "first_name": "Lou", "last_name": "Fischer"},
-]
-# A submission from someone who is not on the roster is reported, not silently added.
+c.Roster.student_file = "students.csv"
+# A submission from someone who is not in the gradebook is reported, not silently added.
 c.Autograde.create_student = False
 
 # --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
@@ -67,6 +63,19 @@ c.FileNameCollectorPlugin.named_regexp = (
 )
 c.LmsFileNameCollectorPlugin.timestamp_format = "%Y-%m-%d-%H-%M-%S"
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
+
+# --- No exchange ---------------------------------------------------------------------------------------
+# The course hands out release/ and collects through an LMS; feedback goes back as one zip per student
+# (feedback_zips/). Without these lines nbgrader looks for its shared exchange folder and the formgrader
+# warns that it does not exist; with them, release/collect through the exchange say what to do instead.
+# Remove them to use nbgrader's exchange.
+c.ExchangeFactory.list = "torchsteps.exchange.NoExchangeList"
+c.ExchangeFactory.release_assignment = "torchsteps.exchange.NoReleaseAssignment"
+c.ExchangeFactory.collect = "torchsteps.exchange.NoCollect"
+c.ExchangeFactory.release_feedback = "torchsteps.exchange.NoReleaseFeedback"
+c.ExchangeFactory.fetch_assignment = "torchsteps.exchange.NoFetchAssignment"
+c.ExchangeFactory.fetch_feedback = "torchsteps.exchange.NoFetchFeedback"
+c.ExchangeFactory.submit = "torchsteps.exchange.NoSubmit"
 
 # --- Reading the submission -------------------------------------------------------------------------
 # Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission
@@ -101,14 +110,15 @@ c.GuardedExecute.interrupt_on_timeout = True
 c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
 # nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
 # points, so stderr of test cells is relabelled before the grades are saved. FlagTampering marks
-# submissions that patch what the tests rely on for manual review.
+# submissions that patch what the tests rely on for manual review. A cell graded by hand in the
+# formgrader is never reopened by a later autograde (SaveAutoGradesKeepingManual).
 c.Autograde.autograde_preprocessors = [
     GuardedExecute,
     StderrIsNotFailure,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
-    SaveAutoGrades,
+    SaveAutoGradesKeepingManual,
     FlagTampering,
     AssignLatePenalties,
     CheckCellMetadata,

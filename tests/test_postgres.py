@@ -36,7 +36,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
+from conftest import ASSIGNMENT, REPO, copy_course, tree_digest, write_roster
 from torchsteps.catalogue import by_notebook
 from torchsteps.demo_class import instructor_answers
 from torchsteps.submissions import fill_solutions, grade_ids
@@ -231,8 +231,7 @@ def build_class(course: Path) -> dict[str, set[str]]:
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(nb, str(folder / f"{NOTEBOOK}.ipynb"))
-    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(f"\nc.Roster.students = {[{'id': s} for s in submissions]!r}\n")
+    write_roster(course, submissions)
     return {student: zero for student, (_, zero) in submissions.items()}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course
+from conftest import ASSIGNMENT, REPO
 from torchsteps.catalogue import by_notebook
 from torchsteps.demo_class import instructor_answers
 from torchsteps.submissions import fill_solutions
@@ -219,20 +219,21 @@ def test_a_mistake_fails_its_exercise_and_an_error_stops_the_run(pytester, stude
 
 
 def test_an_endless_loop_times_out(pytester, student):
-    """An answer that never returns: its exercise times out, the later ones are not reached."""
+    """An answer that never returns: its exercise times out, the later ones are not reached. (15 s: the
+    setup cell's `import torch` must fit in the limit on a loaded machine; the default is 60 s.)"""
     nb, answers = student
     put(pytester.path, fill_solutions(nb, dict(answers, to_tensor_shared="def to_tensor_shared(a):\n    while True:\n        pass\n")))
     started = time.monotonic()
-    result = pytester.runpytest(*COURSE, "--selfcheck-timeout", "3", f"{NOTEBOOK}.ipynb")
+    result = pytester.runpytest(*COURSE, "--selfcheck-timeout", "15", f"{NOTEBOOK}.ipynb")
     elapsed = time.monotonic() - started
     assert result.ret == 1
     result.assert_outcomes(passed=1, failed=len(exercises()) - 1)
     result.stdout.fnmatch_lines([
-        "Exercise 2: a tensor view of an array: timed out: still running after 3 s*",
+        "Exercise 2: a tensor view of an array: timed out: still running after 15 s*",
         "Exercise 3: an independent copy: not reached: the test cell under 'Exercise 2: a tensor view of an array' timed out*",
         f"visible points: 1 / {sum(e.points for e in exercises()):g} *",
     ])
-    assert elapsed < 60, f"{elapsed:.0f} s: the 3 s limit was not applied (the default is 60 s)"
+    assert elapsed < 60, f"{elapsed:.0f} s: the 15 s limit was not applied (the default is 60 s)"
 
 
 def test_the_instructor_notebooks_pass_every_test_cell(pytester):
@@ -272,20 +273,15 @@ def _secret_lines() -> dict[str, str]:
     return secret
 
 
-def test_a_student_with_only_the_release_installs_the_checker_and_finds_no_answer_in_it(tmp_path, student):
+def test_a_student_with_only_the_release_installs_the_checker_and_finds_no_answer_in_it(tmp_path, built_release, student):
     """Build the release (`python -m torchsteps release`, what `make release` and `make grade` run); a fresh
     virtual environment; the one documented install line run in the release folder; torch from
     `pip install torch==2.13.0` (the local wheel). The installed files hold no solution or hidden-test line,
     no torchsteps or nbgrader comes along, and `pytest --selfcheck` works before and after solving."""
-    course = copy_course(tmp_path / "course", demo_class=False)
-    shutil.rmtree(course / "release")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/bin:/bin"
-    built = subprocess.run([sys.executable, "-m", "torchsteps", "release"], cwd=course, capture_output=True, text=True,
-                           env=dict(env, PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin"))
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     home = tmp_path / "student"
-    shutil.copytree(course / "release" / ASSIGNMENT, home)
+    shutil.copytree(built_release, home)
     wheels = sorted(p.name for p in home.glob("*.whl"))
     assert wheels == ["torchsteps_selfcheck-1.0.0-py3-none-any.whl"], wheels
     readme = (REPO / "README.md").read_text(encoding="utf-8")

@@ -43,7 +43,8 @@ class SubmissionResult:
     the submission could not be graded). ``notes`` hold problems that did not stop grading, such
     as a missing notebook (scored 0). ``flags`` are possible tampering found by
     :class:`torchsteps.tamper.FlagTampering` (the submission then needs manual review).
-    ``seconds`` is the wall time of autograde + feedback.
+    ``seconds`` is the wall time of autograde + feedback. ``unchanged``: this run kept the result of an
+    earlier one, because the submission, the source and the config did not change.
     """
 
     student_id: str
@@ -53,6 +54,7 @@ class SubmissionResult:
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    unchanged: bool = False  # not graded again: same digest as last time (torchsteps.incremental)
 
 
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
@@ -126,9 +128,16 @@ def expected_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, frozen
         return {nb.name: frozenset(c.name for c in nb.source_cells) for nb in gb.find_assignment(assignment_id).notebooks}
 
 
-def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
+def _create_student(api: NbGraderAPI) -> bool:
+    """nbgrader's ``Autograde.create_student`` (default True): may autograde add unknown students?"""
+    return bool(api.config.Autograde.get("create_student", True))
+
+
+def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, known_students: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
     """Autograde one submission and (with ``feedback``) generate its feedback; never raises for a bad submission.
 
+    ``known_students``: the student ids of the gradebook (the roster). With nbgrader's
+    ``c.Autograde.create_student = False`` anyone else gets an error, as stock autograde refuses them.
     nbgrader reads a staged copy (:mod:`torchsteps.staging`), so ``submitted/`` is never written.
     """
     start = time.perf_counter()
@@ -137,8 +146,11 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     folder = root / api.coursedir.submitted_directory / student_id / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
-        if roster_ids and student_id not in roster_ids:
-            raise UnreadableSubmission(f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)")
+        if not _create_student(api) and student_id not in known_students:
+            raise UnreadableSubmission(
+                f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "
+                "or with `nbgrader db student add|import`, or in the formgrader"
+            )
         if not folder.is_dir():
             raise UnreadableSubmission(f"no '{assignment_id}' folder in submitted/{student_id}")
         staged = root / STAGING_DIR / student_id / assignment_id
@@ -152,7 +164,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
         result.seconds = time.perf_counter() - start
         return result
     with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
-        graded = api.autograde(assignment_id, student_id, force=True, create=not roster_ids)
+        graded = api.autograde(assignment_id, student_id, force=True, create=_create_student(api))
     result.notes += _notes_from(graded.get("log", ""))
     if not graded["success"]:
         result.reason = _reason_from(graded)
@@ -167,8 +179,16 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None) -> list[SubmissionResult]:
-    """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, students=None,
+                force: bool = False, on_progress=None, on_note=None) -> list[SubmissionResult]:
+    """Release ``assignment_id``, then autograde and give feedback to the submissions in ``submitted/``.
+
+    The roster is the gradebook: the course's roster CSV is imported first with nbgrader's
+    ``db student import`` (:func:`torchsteps.course.register_roster`), and students added to the
+    gradebook in any other way are graded as well. ``students``: only these student ids (default: every
+    folder of ``submitted/``). Incremental: a submission whose files, the assignment's source and the
+    config did not change since it was last graded keeps its grades (``unchanged``), unless ``force``
+    (:mod:`torchsteps.incremental`). A cell graded by hand is never reopened (``SaveAutoGradesKeepingManual``).
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
     nbgrader's API on its own submissions; every notebook still gets its own fresh sandboxed kernel,
@@ -177,48 +197,71 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
 
     An LMS bulk download in ``downloaded/<assignment>/archive/`` is collected into ``submitted/``
     first (:func:`torchsteps.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
-    ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
-    :data:`STATUS_FILE` for the export.
+    ``on_progress(done, total, result)`` is called after each submission. The statuses are merged
+    into :data:`STATUS_FILE` for the export; with feedback, one zip per student is written
+    (:func:`torchsteps.archives.write_feedback_archives`).
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
+        torchsteps.course.RosterError: if the roster CSV cannot be imported.
     """
-    roster = register_roster(api)
-    generated = api.generate_assignment(assignment_id, force=True)
-    if not generated["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment failed:\n{generated.get('log', '')}{generated.get('error', '')}")
+    from .release import release
+
+    known = register_roster(api)
+    if on_note:
+        on_note(f"Roster: {len(known)} students in the gradebook (the roster CSV is imported with nbgrader's `db student import`)")
+    release(api, assignment_id)  # nbgrader generate_assignment, and the students' self-check wheel
+    from .archives import write_feedback_archives
     from .collect import collect_lms_downloads
+    from .incremental import DigestStore, submission_digest
 
     for note in collect_lms_downloads(api, assignment_id):
         if on_note:
             on_note(note)
-    roster_ids = {s["id"] for s in roster.students}
-    students = list_submissions(api, assignment_id)
+    selected = list_submissions(api, assignment_id) if students is None else sorted(set(students))
     expected = expected_notebooks(api, assignment_id)
+    store = DigestStore(api.coursedir, assignment_id)
+    digests = {s: submission_digest(api.coursedir, assignment_id, s) for s in selected}
     results: dict[str, SubmissionResult] = {}
 
     def record(result: SubmissionResult) -> None:
         results[result.student_id] = result
+        if not result.unchanged:
+            store.record(result, digests[result.student_id], feedback)
         if on_progress:
-            on_progress(len(results), len(students), result)
+            on_progress(len(results), len(selected), result)
 
-    if jobs <= 1 or len(students) <= 1:
-        for student_id in students:
-            record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
+    to_grade = []
+    for student_id in selected:
+        kept = None if force else store.unchanged(student_id, digests[student_id], feedback)
+        if kept is None:
+            to_grade.append(student_id)
+        else:
+            record(SubmissionResult(**dict(kept, seconds=0.0, unchanged=True)))
+    if jobs <= 1 or len(to_grade) <= 1:
+        for student_id in to_grade:
+            record(grade_submission(api, assignment_id, student_id, known, expected, feedback))
     else:
         from .parallel import grade_in_parallel
 
-        for result in grade_in_parallel(api, assignment_id, students, roster_ids, expected, jobs, feedback):
+        for result in grade_in_parallel(api, assignment_id, to_grade, known, expected, jobs, feedback):
             record(result)
-    ordered = [results[s] for s in students]
+    store.save()
+    ordered = [results[s] for s in selected]
     write_status(api, ordered)
+    if feedback:
+        write_feedback_archives(api.coursedir, assignment_id)
     return ordered
 
 
 def write_status(api: NbGraderAPI, results: list[SubmissionResult]) -> Path:
+    """Merge ``results`` into :data:`STATUS_FILE`: a run for some students keeps everyone else's status."""
     path = Path(api.coursedir.root) / STATUS_FILE
+    new = {(r.assignment_id, r.student_id): r for r in results}
+    kept = [r for r in read_status(api.coursedir.root) if (r.assignment_id, r.student_id) not in new]
+    merged = sorted(kept + list(new.values()), key=lambda r: (r.assignment_id, r.student_id))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n", encoding="utf-8")
+    path.write_text(json.dumps([asdict(r) for r in merged], indent=1) + "\n", encoding="utf-8")
     return path
 
 

@@ -240,5 +240,7 @@ class FlagTampering(NbGraderPreprocessor):
             except MissingEntry:
                 return
             for grade in notebook.grades:
-                grade.needs_manual_grade = True
+                # A cell the instructor already graded by hand stays closed (SaveAutoGradesKeepingManual).
+                if grade.manual_score is None:
+                    grade.needs_manual_grade = True
             gb.db.commit()
