@@ -1,6 +1,6 @@
 # First steps with PyTorch: an nbgrader course package.
 #   make grade   release, autograde every submission in submitted/, feedback, grades.csv, table
-#   make test    the package's self-check (pytest)
+#   make test    the package's self-check (pytest); make test-fast: the unit tier only
 # Both create .venv with the pinned dependencies when it is missing or out of date.
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: grade test bench demo-class release clean system-deps test-deps
+.PHONY: grade test test-fast bench demo-class release clean system-deps test-deps
 
 # System tools: bubblewrap and util-linux (prlimit, setpriv) for the sandbox that runs student code;
 # Chromium for the test that opens the HTML report; PostgreSQL for the shared-gradebook test. Installed with apt-get when run as root on
@@ -40,10 +40,14 @@ grade: $(STAMP) system-deps
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The fast tier while developing: pure logic, no kernel, no grading run (about 30 s).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
 # Stock nbgrader vs ours on N generated students (N=20 for a quick run); prints times, ratio, scaling.
 N ?= 100
 bench: $(STAMP) system-deps
-	$(BIN)/python -m torchsteps.bench --students $(N) $(if $(filter-out 100,$(N)),--scaling "",)
+	$(BIN)/python -m torchsteps.authoring.bench --students $(N) $(if $(filter-out 100,$(N)),--scaling "",)
 
 # Regenerate release/ from source/ (what `make grade` does first: nbgrader generate_assignment, then the
 # students' self-check wheel built from selfcheck/) and the demo class from the catalogue.

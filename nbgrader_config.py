@@ -18,15 +18,26 @@ from nbgrader.preprocessors import (
     LimitOutput,
 )
 
-from torchsteps.execute import GuardedExecute
-from torchsteps.preprocessors import (
+from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, TIMESTAMP_FORMAT, LmsExtractorPlugin, LmsFileNameCollectorPlugin
+from torchsteps.nbgrader_plugins.execute import GuardedExecute
+from torchsteps.nbgrader_plugins.export import ExerciseCsvExport
+from torchsteps.nbgrader_plugins.exchange import (
+    NoCollect,
+    NoExchangeList,
+    NoFetchAssignment,
+    NoFetchFeedback,
+    NoReleaseAssignment,
+    NoReleaseFeedback,
+    NoSubmit,
+)
+from torchsteps.nbgrader_plugins.preprocessors import (
     DeduplicateGradeIds,
     HideHiddenTests,
     RestoreCellMetadata,
     SaveAutoGradesKeepingManual,
     StderrIsNotFailure,
 )
-from torchsteps.tamper import FlagTampering
+from torchsteps.nbgrader_plugins.tamper import FlagTampering
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -55,13 +66,10 @@ c.Autograde.create_student = False
 # --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
 # Put the LMS's download (.zip) in downloaded/pytorch_basics/archive/. File names inside follow
 # Blackboard: <LMS assignment>_<student id>_attempt_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb
-c.ZipCollectApp.collector_plugin = "torchsteps.collect.LmsFileNameCollectorPlugin"
-c.ZipCollectApp.extractor_plugin = "torchsteps.collect.LmsExtractorPlugin"
-c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<lms_assignment>[^/._][^/]*?)_(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*)"
-    r"_attempt_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
-)
-c.LmsFileNameCollectorPlugin.timestamp_format = "%Y-%m-%d-%H-%M-%S"
+c.ZipCollectApp.collector_plugin = LmsFileNameCollectorPlugin
+c.ZipCollectApp.extractor_plugin = LmsExtractorPlugin
+c.FileNameCollectorPlugin.named_regexp = NAMED_REGEXP
+c.LmsFileNameCollectorPlugin.timestamp_format = TIMESTAMP_FORMAT
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
 
 # --- No exchange ---------------------------------------------------------------------------------------
@@ -69,13 +77,13 @@ c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading
 # (feedback_zips/). Without these lines nbgrader looks for its shared exchange folder and the formgrader
 # warns that it does not exist; with them, release/collect through the exchange say what to do instead.
 # Remove them to use nbgrader's exchange.
-c.ExchangeFactory.list = "torchsteps.exchange.NoExchangeList"
-c.ExchangeFactory.release_assignment = "torchsteps.exchange.NoReleaseAssignment"
-c.ExchangeFactory.collect = "torchsteps.exchange.NoCollect"
-c.ExchangeFactory.release_feedback = "torchsteps.exchange.NoReleaseFeedback"
-c.ExchangeFactory.fetch_assignment = "torchsteps.exchange.NoFetchAssignment"
-c.ExchangeFactory.fetch_feedback = "torchsteps.exchange.NoFetchFeedback"
-c.ExchangeFactory.submit = "torchsteps.exchange.NoSubmit"
+c.ExchangeFactory.list = NoExchangeList
+c.ExchangeFactory.release_assignment = NoReleaseAssignment
+c.ExchangeFactory.collect = NoCollect
+c.ExchangeFactory.release_feedback = NoReleaseFeedback
+c.ExchangeFactory.fetch_assignment = NoFetchAssignment
+c.ExchangeFactory.fetch_feedback = NoFetchFeedback
+c.ExchangeFactory.submit = NoSubmit
 
 # --- Reading the submission -------------------------------------------------------------------------
 # Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission
@@ -92,15 +100,13 @@ c.Autograde.sanitize_preprocessors = [
 
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
-# below and a read-only Python, nothing else of the course; no network; these limits per kernel:
-c.SandboxedKernelManager.workdir_files = ["checks.py"]
-c.SandboxedKernelManager.memory_mb = 3072  # address space per process
-c.SandboxedKernelManager.cpu_seconds = 180  # CPU time per process
-c.SandboxedKernelManager.max_processes = 128  # processes and threads
-c.SandboxedKernelManager.max_file_mb = 64  # largest file written
-# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless this is set to True
-# (or `python -m torchsteps grade --unsandboxed` is used).
-c.SandboxedKernelManager.allow_unsandboxed = False
+# the notebooks need and a read-only Python, nothing else of the course; no network; limits per kernel.
+# The limits' values and units live once, in the traits of torchsteps.sandbox.SandboxedKernelManager
+# (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
+#   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
+#   c.SandboxedKernelManager.cpu_seconds = 300     # CPU time per process, s
+# Without a sandbox (not Linux, bubblewrap missing) grading stops, unless
+# c.SandboxedKernelManager.allow_unsandboxed = True (or `python -m torchsteps grade --unsandboxed`).
 
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
@@ -137,4 +143,4 @@ c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPre
 
 # --- Export -------------------------------------------------------------------------------------------
 # `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
-c.ExportApp.plugin_class = "torchsteps.export.ExerciseCsvExport"
+c.ExportApp.plugin_class = ExerciseCsvExport

@@ -3,7 +3,7 @@
 Grading is the slow part (a Jupyter kernel and torch import per notebook), so the whole suite grades
 two course copies once per session, in parallel, each with the real CLI (`python -m torchsteps grade`):
 - "demo": the committed demo class in submitted/, exactly what `make grade` grades;
-- "catalogue": every mistake-catalogue entry and alternative (torchsteps.catalogue_class), plus the
+- "catalogue": every mistake-catalogue entry and alternative (torchsteps.authoring.catalogue_submissions), plus the
   instructor solutions, the instructor notebooks themselves and the untouched release.
 """
 
@@ -21,8 +21,12 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from torchsteps.grading.course import default_assignment, load_config
+
 REPO = Path(__file__).resolve().parents[1]
-ASSIGNMENT = "pytorch_basics"
+_CONFIG = load_config(REPO)
+ASSIGNMENT = default_assignment(_CONFIG)
+COURSE_ID = _CONFIG.CourseDirectory.course_id
 GRADE_TIMEOUT = 45 * 60
 
 
@@ -76,7 +80,7 @@ class GradedCourse:
 
     def scores(self, student: str, notebook: str) -> dict[str, tuple[float, float]]:
         """``{grade_id: (score, max_score)}`` of one autograded notebook, from the gradebook."""
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", "pytorch-first-steps") as gb:
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", COURSE_ID) as gb:
             nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
             return {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
 
@@ -94,7 +98,7 @@ def _start_grading(course: Path) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory):
     """``{"demo": GradedCourse, "catalogue": GradedCourse}``, both graded by the real CLI in parallel."""
-    from torchsteps.catalogue_class import catalogue_class
+    from torchsteps.authoring.catalogue_submissions import catalogue_class
 
     base = tmp_path_factory.mktemp("courses")
     demo = copy_course(base / "demo", demo_class=True)

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from torchsteps.catalogue_class import catalogue_class
+from torchsteps.authoring.catalogue_submissions import catalogue_class
 
 _, EXPECTATIONS = catalogue_class(REPO, ASSIGNMENT)
 

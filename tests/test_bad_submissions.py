@@ -19,8 +19,8 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, tree_digest, write_roster
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "02_creating_tensors"
 ASSIGNMENT_POINTS = sum(

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
-from torchsteps.demo_class import PROFILES, expected_scores, write_demo_class
+from torchsteps.authoring.demo_submissions import PROFILES, expected_scores, write_demo_class
 
 
 def test_committed_demo_class_is_what_the_generator_writes(tmp_path):

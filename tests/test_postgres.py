@@ -36,13 +36,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest, write_roster
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions, grade_ids
+from conftest import ASSIGNMENT, COURSE_ID, REPO, copy_course, tree_digest, write_roster
+from torchsteps.constants import is_test_cell
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions, grade_ids
 
 NOTEBOOK = "02_creating_tensors"
-COURSE_ID = "pytorch-first-steps"
+
 SERVER_PROGRAMS = ("initdb", "postgres")
 UNPRIVILEGED_USER = "nobody"
 DB_USER = "torchsteps"
@@ -271,7 +272,7 @@ def _rows(course: Path) -> dict[str, dict[str, str]]:
 def _points() -> dict[str, float]:
     source = nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
     return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"]) for c in source.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")}
+            if is_test_cell(c)}
 
 
 # --- Tests ----------------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ def test_a_bare_postgresql_url_works(postgres, monkeypatch):
     """
     from nbgrader.api import Gradebook
 
-    from torchsteps.course import load_config
+    from torchsteps.grading.course import load_config
 
     url = postgres.create_database("bare_url").replace(f"{URL_SCHEME}://", "postgresql://", 1)
     monkeypatch.setenv("TORCHSTEPS_DB_URL", url)

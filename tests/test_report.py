@@ -1,4 +1,4 @@
-"""The class report (torchsteps.report): its numbers, its escaping, and how it renders in Chromium.
+"""The class report (torchsteps.results.report): its numbers, its escaping, and how it renders in Chromium.
 
 One small course is graded by the real CLI (`python -m torchsteps grade`) once for this module. To keep
 kernel starts low, every submission holds only 04_devices (the other notebooks are missing and score 0
@@ -27,10 +27,14 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from torchsteps.course import open_api
-from torchsteps.demo_class import instructor_answers
-from torchsteps.grading import read_status
-from torchsteps.report import (
+from torchsteps.constants import is_test_cell
+from torchsteps.grading.course import open_api
+from torchsteps.authoring.demo_submissions import instructor_answers
+from nbgrader.api import Gradebook
+
+from torchsteps.grading.outputs import write_outputs
+from torchsteps.results.export import collect_rows
+from torchsteps.results.report import (
     NOT_SUBMITTED,
     REPORT_FILE,
     ReportData,
@@ -38,9 +42,8 @@ from torchsteps.report import (
     failure_message,
     item_rest_correlation,
     render_html,
-    write_report,
 )
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "04_devices"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,13 +64,13 @@ def _points(nb) -> dict[str, float]:
     return {
         c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
         for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")
+        if is_test_cell(c)
     }
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
-    """A course graded by `python -m torchsteps grade`, then its report written by write_report."""
+    """A course graded by `python -m torchsteps grade`, then its report written by write_outputs."""
     root = tmp_path_factory.mktemp("report") / "course"
     root.mkdir()
     for name in ("nbgrader_config.py", "students.csv"):  # the config and the roster
@@ -97,42 +100,23 @@ def course(tmp_path_factory) -> Path:
         cwd=root, capture_output=True, text=True, timeout=GRADE_TIMEOUT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    path = write_report(root, ASSIGNMENT)
+    path = write_outputs(open_api(root), ASSIGNMENT).report_path
     assert path == root / REPORT_FILE and path.is_file()
     return root
 
 
 @pytest.fixture(scope="module")
 def data(course) -> ReportData:
-    return collect_report_data(course, ASSIGNMENT)
+    api = open_api(course)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        columns, rows = collect_rows(gb, course, ASSIGNMENT)
+    return collect_report_data(columns, rows, course_id=api.coursedir.course_id, assignment_id=ASSIGNMENT,
+                               autograded_dir=course / api.coursedir.autograded_directory)
 
 
 @pytest.fixture(scope="module")
 def page(course) -> str:
     return (course / REPORT_FILE).read_text(encoding="utf-8")
-
-
-# --- pure functions ---------------------------------------------------------------------------------
-
-def test_item_rest_correlation_is_pearson_and_undefined_without_variance():
-    item, rest = [1.0, 0.0, 1.0, 0.0, 0.5], [7.0, 2.0, 5.0, 4.0, 3.0]
-    assert item_rest_correlation(item, rest) == pytest.approx(statistics.correlation(item, rest))
-    assert item_rest_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None  # everyone scored the same
-    assert item_rest_correlation([0.0, 1.0, 1.0], [4.0, 4.0, 4.0]) is None  # no variance on the rest
-    assert item_rest_correlation([1.0], [3.0]) is None
-    assert item_rest_correlation([], []) is None
-
-
-def test_failure_message_strips_ansi_and_keeps_markup_as_text():
-    assert failure_message({"ename": "ValueError", "evalue": "\x1b[1;31mbad\x1b[0m  <b>x</b>\n"}) == "ValueError: bad <b>x</b>"
-    assert failure_message({"ename": "NotImplementedError", "evalue": ""}) == "NotImplementedError"
-
-
-def test_render_without_graded_submissions():
-    page = render_html(ReportData("c", "a", [], 0.0, [], [], [], [], []))
-    for marker in ('id="exercises"', 'id="score-distribution"', 'id="exercise-means"', 'id="failures"', 'id="ungraded"'):
-        assert marker in page
-    assert "Every submission was graded." in page
 
 
 # --- numbers from a graded course -------------------------------------------------------------------
@@ -185,9 +169,8 @@ def test_ungraded_students_and_reasons(data):
     assert "eli" in data.not_submitted and "ada" not in data.not_submitted
 
 
-def test_results_argument_gives_the_same_page(course, page):
-    again = render_html(collect_report_data(course, ASSIGNMENT, read_status(course)))
-    assert again == page, "the report is not reproducible (or ignores/misreads the results passed in)"
+def test_the_page_is_reproducible_from_the_export_rows(data, page):
+    assert render_html(data) == page, "the report page differs from one rendered from the same export rows"
 
 
 # --- the HTML file ----------------------------------------------------------------------------------

@@ -23,13 +23,12 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from conftest import ASSIGNMENT, COURSE_ID, REPO, copy_course, tree_digest
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "01_numpy_and_pytorch"
-COURSE_ID = "pytorch-first-steps"
 MISTAKE_CELL = "test_to_tensor_copy"
 
 
@@ -149,14 +148,15 @@ def test_each_graded_student_gets_one_feedback_zip_without_hidden_tests(steps):
               if len(line.strip()) > 12]
     assert hidden
     for path in zips.iterdir():
+        feedback = course / "feedback" / path.stem / ASSIGNMENT  # what nbgrader generate_feedback wrote
         with zipfile.ZipFile(path) as zf:
-            assert zf.namelist() == [f"{ASSIGNMENT}/{NOTEBOOK}.html"]
-            page = zf.read(zf.namelist()[0]).decode("utf-8")
-            feedback = (course / "feedback" / path.stem / ASSIGNMENT / f"{NOTEBOOK}.html").read_text(encoding="utf-8")
-            assert page == feedback
-
-            text = html.unescape(page)
-            assert not [line for line in hidden if line in text], path.name
+            assert zf.namelist() == sorted(f"{ASSIGNMENT}/{p.name}" for p in feedback.iterdir())
+            assert f"{ASSIGNMENT}/{NOTEBOOK}.html" in zf.namelist()
+            for name in zf.namelist():
+                content = zf.read(name)
+                assert content == (feedback / name.split("/", 1)[1]).read_bytes()
+                text = html.unescape(content.decode("utf-8"))
+                assert not [line for line in hidden if line in text], f"{path.name}: {name}"
 
 
 def test_a_cell_graded_by_hand_is_never_reopened(steps):

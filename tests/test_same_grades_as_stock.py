@@ -1,12 +1,12 @@
 """Parallel, sandboxed, warm-kernel grading gives exactly the scores of stock sequential nbgrader.
 
-Uses the benchmark's own code (torchsteps.bench) on a small generated class: stock
+Uses the benchmark's own code (torchsteps.authoring.bench) on a small generated class: stock
 `nbgrader autograde` in one copy of the course, `python -m torchsteps grade -j 2` in another.
 """
 
 from __future__ import annotations
 
-from torchsteps.bench import _course_copy, cell_scores, generate_class, grade_ours, grade_stock
+from torchsteps.authoring.bench import _course_copy, cell_scores, generate_class, grade_ours, grade_stock
 
 
 def test_parallel_grading_matches_stock_nbgrader_cell_for_cell(tmp_path):

@@ -175,7 +175,7 @@ def test_warm_kernels_share_nothing_and_plant_nothing(tmp_path):
 
 def test_environment_under_tmp_stays_visible(tmp_path, monkeypatch):
     """Regression: the sandbox's own /tmp was mounted over a Python environment cloned under /tmp."""
-    import torchsteps.sandbox as sandbox
+    import torchsteps.sandbox.kernel_manager as sandbox
 
     monkeypatch.setattr(sandbox, "_python_roots", lambda: ["/tmp/clone/.venv"])
     command = SandboxedKernelManager().sandbox_command(["/tmp/clone/.venv/bin/python", "-m", "ipykernel_launcher"], tmp_path)

@@ -22,9 +22,9 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO
-from torchsteps.catalogue import by_notebook
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.authoring.catalogue import by_notebook
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 from torchsteps_selfcheck.course import read_release
 
 pytest_plugins = ["pytester"]

@@ -21,10 +21,10 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
-from torchsteps.collect import NAMED_REGEXP, LmsFileNameCollectorPlugin, collect_lms_downloads
-from torchsteps.course import open_api
-from torchsteps.demo_class import instructor_answers
-from torchsteps.submissions import fill_solutions
+from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, LmsFileNameCollectorPlugin, collect_lms_downloads
+from torchsteps.grading.course import open_api
+from torchsteps.authoring.demo_submissions import instructor_answers
+from torchsteps.authoring.submissions import fill_solutions
 
 NOTEBOOK = "02_creating_tensors"
 

@@ -13,25 +13,22 @@ import sys
 import time
 from pathlib import Path
 
-ASSIGNMENT = "pytorch_basics"
-
-
 def _grade(args) -> int:
-    from nbgrader.api import Gradebook
     from rich.console import Console
 
-    from .course import open_api
-    from .export import collect_rows, write_csv
-    from .grading import grade_class
-    from .report import write_report
-    from .table import print_grades
-
+    from .grading.course import default_assignment, open_api
+    from .grading.driver import grade_class
+    from .grading.outputs import write_outputs
+    from .results.status import Status
+    from .results.table import print_grades
     from .sandbox import SandboxUnavailable, check_sandbox
 
-    from .course import RosterError
+    from .grading.archives import ARCHIVE_DIR
+    from .grading.course import RosterError
 
     console = Console(stderr=False)  # the terminal's width (or COLUMNS); the table adapts to it
     api = open_api(args.course)
+    args.assignment = args.assignment or default_assignment(api.config)
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
     try:
@@ -52,7 +49,7 @@ def _grade(args) -> int:
         if result.unchanged:
             mark = "unchanged since it was graded (kept; --force grades it again)"
         else:
-            mark = "graded" if result.status == "graded" else f"ERROR: {result.reason}"
+            mark = "graded" if result.status is Status.GRADED else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)",
                       markup=False, highlight=False)
 
@@ -64,39 +61,38 @@ def _grade(args) -> int:
     except RosterError as why:
         console.print(f"Cannot read the roster: {why}", markup=False)
         return 2
-    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        csv_path = write_csv(gb, api.coursedir.root, [args.assignment], Path(api.coursedir.root) / "grades.csv")
-        columns, rows = collect_rows(gb, api.coursedir.root, args.assignment)
-    print_grades(columns, rows, console)
-    if not args.autograde_only:
-        # every student's last status (STATUS_FILE), not only those graded in this run
-        console.print(f"Report: {write_report(Path(api.coursedir.root), args.assignment)}", markup=False)
+    # every student's last outcome (results/status.py keeps them), not only those graded in this run
+    outputs = write_outputs(api, args.assignment, report=not args.autograde_only)
+    print_grades(outputs.columns, outputs.rows, console)
+    if outputs.report_path:
+        console.print(f"Report: {outputs.report_path}", markup=False)
     elapsed = time.perf_counter() - start
-    failed = [r for r in results if r.status != "graded"]
+    failed = [r for r in results if r.status is not Status.GRADED]
     kept = [r for r in results if r.unchanged]
-    from .archives import ARCHIVE_DIR
-
     console.print(
         f"{len(results)} submissions in {elapsed:.1f} s ({len(results) - len(kept)} run now, {len(kept)} unchanged and kept); "
-        f"{len(failed)} could not be graded. Grades: {csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}, "
+        f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}, "
         f"one zip per student in {Path(api.coursedir.root) / ARCHIVE_DIR / args.assignment}", markup=False,
     )
     return 0
 
 
 def _release(args) -> int:
-    from .course import open_api
-    from .release import release
+    from .grading.course import default_assignment, open_api
+    from .grading.release import release
 
     api = open_api(args.course)
+    args.assignment = args.assignment or default_assignment(api.config)
     wheel = release(api, args.assignment)
     print(f"released {args.assignment} to {wheel.parent}; the students' self-check: {wheel.name}")
     return 0
 
 
 def _demo_class(args) -> int:
-    from .demo_class import write_demo_class
+    from .authoring.demo_submissions import write_demo_class
+    from .grading.course import default_assignment, load_config
 
+    args.assignment = args.assignment or default_assignment(load_config(args.course))
     written = write_demo_class(Path(args.course), args.assignment)
     print(f"wrote {len(written)} submissions to {Path(args.course) / 'submitted'}")
     return 0
@@ -105,9 +101,10 @@ def _demo_class(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
+    parser.add_argument("--assignment", help="assignment to grade; default: the only one in c.Roster.assignments (also an option of each command)")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
-    grade.add_argument("--assignment", default=ASSIGNMENT, help=f"the assignment to grade (default: {ASSIGNMENT})")
+    grade.add_argument("--assignment", default=argparse.SUPPRESS, help="the assignment to grade; default: the only one in c.Roster.assignments")
     grade.add_argument("--student", action="append", metavar="ID",
                        help="grade only this student's submission (repeat for several; default: every folder of submitted/)")
     grade.add_argument("--force", action="store_true",
@@ -116,9 +113,9 @@ def main(argv=None) -> int:
     grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     rel = sub.add_parser("release", help="nbgrader generate_assignment, then the students' self-check wheel into release/")
-    rel.add_argument("--assignment", default=ASSIGNMENT)
+    rel.add_argument("--assignment", default=argparse.SUPPRESS, help="default: the only one in c.Roster.assignments")
     demo = sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
-    demo.add_argument("--assignment", default=ASSIGNMENT)
+    demo.add_argument("--assignment", default=argparse.SUPPRESS, help="default: the only one in c.Roster.assignments")
     args = parser.parse_args(argv)
     handler = {"grade": _grade, "release": _release, "demo-class": _demo_class}[args.command]
     return handler(args)

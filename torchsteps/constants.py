@@ -1,0 +1,21 @@
+"""Facts more than one layer needs, written once.
+
+Kinds of notebook cell follow nbgrader's own predicates (``nbgrader.utils``): a *test cell* is a grade
+cell that is not a solution cell (nbgrader's "Autograder tests"); an *answer cell* is a solution cell.
+"""
+
+from __future__ import annotations
+
+from nbgrader import utils as _nbgrader_utils
+
+__all__ = ["is_test_cell", "is_answer_cell"]
+
+
+def is_test_cell(cell) -> bool:
+    """A code cell graded by running it (nbgrader's *Autograder tests*): ``grade`` and not ``solution``."""
+    return cell.get("cell_type") == "code" and _nbgrader_utils.is_grade(cell) and not _nbgrader_utils.is_solution(cell)
+
+
+def is_answer_cell(cell) -> bool:
+    """A cell where the student writes (nbgrader's solution cells, autograded or manually graded)."""
+    return _nbgrader_utils.is_solution(cell)

@@ -1,0 +1,52 @@
+"""Grade several submissions at once: a pool of worker processes, each running nbgrader's API.
+
+Stock ``nbgrader autograde`` grades one submission after another (parallel grading has been asked of it
+since jupyter/nbgrader#174). Here each worker process opens the course once (config, nbgrader, the
+gradebook) and then grades the submissions it is handed, one at a time, exactly as
+:func:`torchsteps.grading.driver.grade_submission` does in the main process. Students never share a process
+with each other: every notebook still runs in its own fresh kernel in its own sandbox. The workers share
+the gradebook through the database (SQLite waits for a lock instead of failing, thanks to the
+``timeout`` in ``db_url``; a PostgreSQL URL works the same way).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from nbgrader.apps.api import NbGraderAPI
+
+from ..results.status import SubmissionResult
+from .course import open_api
+
+__all__ = ["grade_in_parallel"]
+
+GradeOne = Callable[..., SubmissionResult]
+
+_worker_api: NbGraderAPI | None = None
+
+
+def _start_worker(root: str, config) -> None:
+    global _worker_api
+    _worker_api = open_api(root, config)
+
+
+def _grade(grade_one: GradeOne, assignment_id: str, student_id: str, known_students: set[str], expected, feedback: bool) -> SubmissionResult:
+    return grade_one(_worker_api, assignment_id, student_id, known_students, expected, feedback)
+
+
+def grade_in_parallel(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, students: list[str], known_students: set[str], expected, jobs: int, feedback: bool = True) -> Iterator[SubmissionResult]:
+    """Yield each student's result as soon as it is ready (in completion order).
+
+    ``grade_one(api, assignment_id, student_id, known_students, expected, feedback)`` grades one submission in a
+    worker; it must be a module-level function (it is sent to the workers by reference).
+    """
+    # "spawn": workers start from a clean interpreter, not a copy of the main process's state
+    # (open database connections, event loops, threads).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                             initargs=(str(api.coursedir.root), api.config)) as pool:
+        futures = [pool.submit(_grade, grade_one, assignment_id, s, known_students, expected, feedback) for s in students]
+        for future in as_completed(futures):
+            yield future.result()

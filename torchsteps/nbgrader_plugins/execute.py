@@ -1,0 +1,94 @@
+"""nbgrader's Execute preprocessor with limits for a whole notebook.
+
+Upstream, a timeout applies per cell, so a student function that loops forever costs the timeout once for
+every test cell that calls it; a kernel that dies (memory limit, ``os._exit``) aborts the submission; and
+a cell that prints hundreds of MB is held in the grader's memory before ``LimitOutput`` trims it.
+:class:`GuardedExecute` keeps nbgrader's behaviour otherwise and adds:
+
+- ``notebook_timeout``: one wall-time budget for the whole notebook; a cell never gets more than what is
+  left, and once it is spent the remaining cells are not run and get an error output (score 0);
+- a dead kernel: the cell that was running and every later cell get an error output saying so; the
+  cells that ran before keep their scores;
+- ``max_output_bytes``: output beyond this many bytes per notebook is dropped while it arrives, with one
+  note saying so.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nbclient.exceptions import DeadKernelError
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import Execute
+from traitlets import Integer
+
+from ..sandbox import SandboxedKernelManager
+
+__all__ = ["GuardedExecute"]
+
+
+class GuardedExecute(Execute):
+    """nbgrader's ``Execute`` with a notebook time budget, dead-kernel handling and an output cap.
+
+    Kernels start through :class:`torchsteps.sandbox.SandboxedKernelManager`. (nbgrader's ``Execute``
+    passes its kernel manager class as a constructor argument, which overrides configuration, so the
+    class is chosen here; the sandbox's own settings stay in ``c.SandboxedKernelManager``.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    notebook_timeout = Integer(120, help="wall-time budget of the whole notebook, seconds").tag(config=True)
+    max_output_bytes = Integer(1_000_000, help="output kept per notebook, bytes; the rest is dropped").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._deadline = time.monotonic() + self.notebook_timeout
+        self._stopped = ""
+        self._output_bytes = 0
+        self._output_truncated = False
+        self.timeout_func = self._cell_timeout
+        return super().preprocess(nb, resources, km)
+
+    def _cell_timeout(self, cell) -> int:
+        remaining = max(1, int(self._deadline - time.monotonic()))
+        return min(self.timeout, remaining) if self.timeout and self.timeout > 0 else remaining
+
+    def _not_run(self, cell, reason: str) -> None:
+        cell.outputs = [
+            new_output("error", ename="CellNotRun", evalue=reason, traceback=[f"CellNotRun: {reason}"])
+        ]
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        if not self._stopped and time.monotonic() >= self._deadline:
+            self._stopped = f"the notebook used up its time limit of {self.notebook_timeout} s before this cell"
+        if self._stopped:
+            self._not_run(cell, self._stopped)
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._stopped = (
+                f"the kernel died while running cell {index} (memory or CPU limit, a crash, or the code "
+                "ended the process); later cells were not run"
+            )
+            self._not_run(cell, self._stopped)
+            return cell, resources
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
+        self._output_bytes += size
+        if self._output_bytes > self.max_output_bytes:
+            if not self._output_truncated:
+                self._output_truncated = True
+                note = new_output(
+                    "stream", name="stdout",
+                    text=f"\n... output truncated: the notebook printed more than {self.max_output_bytes} bytes ...\n",
+                )
+                outs.append(note)
+            if msg["msg_type"] != "error":  # errors are still needed to score the cell
+                return None
+        return super().output(outs, msg, display_id, cell_index)

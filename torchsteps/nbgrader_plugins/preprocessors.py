@@ -1,0 +1,138 @@
+"""nbgrader preprocessors that fix upstream behaviour for this course.
+
+They are plugged in through ``nbgrader_config.py`` (``Autograde.autograde_preprocessors`` and
+``GenerateFeedback.preprocessors``), so every nbgrader entry point (``nbgrader autograde``, the
+formgrader, ``make grade``) uses them.
+"""
+
+from __future__ import annotations
+
+from nbconvert.exporters.exporter import ResourcesDict
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, NbGraderPreprocessor, SaveAutoGrades
+
+from ..constants import is_test_cell
+
+__all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata", "SaveAutoGradesKeepingManual"]
+
+
+class SaveAutoGradesKeepingManual(SaveAutoGrades):
+    """``SaveAutoGrades`` that never reopens a cell an instructor graded by hand.
+
+    Stock ``SaveAutoGrades._add_score`` sets ``needs_manual_grade = True`` on every autograde of a cell
+    that has a ``manual_score`` (nbgrader 0.9.6, nbgrader/preprocessors/saveautogrades.py), so each
+    regrade puts hand-graded cells back on the formgrader's to-do list. Here a cell whose manual grade
+    was done (``manual_score`` set, ``needs_manual_grade`` False, what the formgrader's ``PUT
+    /formgrader/api/grade/<id>`` leaves) stays done; its ``auto_score`` is still updated, and the
+    manual score still counts (``Grade.score`` prefers it).
+    """
+
+    def _add_score(self, cell: NotebookNode, resources: ResourcesDict) -> None:
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id, self.assignment_id, self.student_id)
+        done_by_hand = grade.manual_score is not None and not grade.needs_manual_grade
+        super()._add_score(cell, resources)
+        if done_by_hand:
+            grade.needs_manual_grade = False
+            self.gradebook.db.commit()
+
+
+class StderrIsNotFailure(NbGraderPreprocessor):
+    """Relabel stderr output of test cells as stdout, so that a warning does not cost the points.
+
+    nbgrader's ``utils.determine_grade`` scores a test cell 0 as soon as the cell wrote anything to
+    stderr, so a ``UserWarning`` raised by correct code (a deprecation in torch, say) zeroes the test.
+    Failures in our test cells are exceptions (``error`` outputs), which this leaves alone. The text
+    stays visible in the autograded notebook and the feedback.
+
+    Runs after ``Execute`` and before ``SaveAutoGrades``.
+    """
+
+    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int):
+        if is_test_cell(cell):
+            for output in cell.get("outputs", []):
+                if output.output_type == "stream" and output.name == "stderr":
+                    output.name = "stdout"
+        return cell, resources
+
+
+class HideHiddenTests(ClearHiddenTests):
+    """Remove hidden tests from the feedback, including the source lines quoted in tracebacks.
+
+    Upstream feedback prints the whole test cell, hidden tests included (jupyter/nbgrader#917), and
+    IPython's traceback quotes the failing hidden line. For each test cell that had a hidden region,
+    this removes the region (as ``generate_assignment`` does) and shortens every error in that cell to
+    its last line (``AssertionError: f(x): expected dtype torch.float32, got torch.int64``), whose
+    message is written not to give the answer away.
+    """
+
+    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int):
+        had_hidden_tests = self._remove_hidden_test_region(cell)
+        if had_hidden_tests:
+            cell.source = cell.source.rstrip("\n") + "\n# (hidden tests are not shown)"
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    output.traceback = [f"{output.ename}: {output.evalue}"]
+        return cell, resources
+
+
+class DeduplicateGradeIds(DeduplicateIds):
+    """nbgrader's ``DeduplicateIds``, fixed: a duplicated graded cell no longer stops the submission.
+
+    Upstream empties the duplicate's ``nbgrader`` metadata (``{}``), and later steps then fail with
+    ``KeyError: 'grade_id'`` on it (jupyter/nbgrader#1083). Here the metadata is removed, so the
+    duplicate becomes a plain cell; the last copy keeps its grade_id, as upstream intended.
+    """
+
+    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, cell_index: int):
+        if not (utils.is_grade(cell) or utils.is_solution(cell) or utils.is_locked(cell)):
+            return cell, resources
+        grade_id = cell.metadata.nbgrader.get("grade_id")
+        if grade_id in self.grade_ids:
+            self.log.warning("Cell with id '%s' exists multiple times; the earlier copy is graded as a plain cell", grade_id)
+            del cell.metadata["nbgrader"]
+        else:
+            self.grade_ids.add(grade_id)
+        return cell, resources
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Reset the nbgrader flags of every known cell from the gradebook before ``OverwriteCells``.
+
+    A student who flips a test cell's ``grade`` or ``solution`` flag makes upstream ``OverwriteCells``
+    fail with "Inconsistent checksums" (the checksum covers the flags), which stops the submission.
+    The instructor's version is the truth: ``grade``, ``solution``, ``locked`` and ``points`` come from
+    the gradebook for every cell whose grade_id it knows.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            for cell in nb.cells:
+                meta = cell.metadata.get("nbgrader")
+                grade_id = meta.get("grade_id") if meta else None
+                if not grade_id:
+                    continue
+                try:
+                    source = gb.find_source_cell(grade_id, info["notebook"], info["assignment"])
+                except MissingEntry:
+                    continue
+                meta["locked"] = bool(source.locked)
+                meta["solution"] = _exists(gb.find_solution_cell, grade_id, info)
+                try:
+                    graded = gb.find_graded_cell(grade_id, info["notebook"], info["assignment"])
+                    meta["grade"] = True
+                    meta["points"] = float(graded.max_score)
+                except MissingEntry:
+                    meta["grade"] = False
+                    meta.pop("points", None)
+        return nb, resources
+
+
+def _exists(find, grade_id, info) -> bool:
+    try:
+        find(grade_id, info["notebook"], info["assignment"])
+    except MissingEntry:
+        return False
+    return True

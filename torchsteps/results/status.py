@@ -1,0 +1,77 @@
+"""The outcome of grading one submission, and where the outcomes of a run are kept.
+
+The grading driver (:mod:`torchsteps.grading`) writes these records; the export, the terminal table and
+the report read them. Statuses are an ``enum`` whose values are the strings written to ``grades.csv``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["Status", "SubmissionResult", "STATUS_FILE", "write_status", "read_status"]
+
+# Where the status of each submission is kept for the export (beside nbgrader's own folders).
+STATUS_FILE = "autograded/grading_status.json"
+
+
+class Status(str, enum.Enum):
+    """What happened to one student's submission of one assignment (the ``status`` column of ``grades.csv``)."""
+
+    GRADED = "graded"  # scores are in the gradebook
+    ERROR = "error"  # the submission could not be graded; the reason says why
+    NOT_SUBMITTED = "not submitted"  # a roster student with nothing in submitted/
+
+    def __str__(self) -> str:  # f-strings and csv write the plain value
+        return self.value
+
+
+@dataclass
+class SubmissionResult:
+    """The outcome of autograding one student's submission of one assignment.
+
+    ``status`` is :attr:`Status.GRADED` (scores are in the gradebook) or :attr:`Status.ERROR`
+    (``reason`` says why the submission could not be graded). ``notes`` hold problems that did not stop
+    grading, such as a missing notebook (scored 0). ``flags`` are possible tampering found by
+    :class:`torchsteps.nbgrader_plugins.tamper.FlagTampering` (the submission then needs manual review).
+    ``seconds`` is the wall time of autograde + feedback. ``unchanged``: this run kept the result of an
+    earlier one, because the submission, the source and the config did not change
+    (:mod:`torchsteps.grading.incremental`).
+    """
+
+    student_id: str
+    assignment_id: str
+    status: Status
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    unchanged: bool = False
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+
+
+def write_status(root: str | Path, results: list[SubmissionResult]) -> Path:
+    """Merge the run's outcomes into ``<root>/`` :data:`STATUS_FILE` (JSON, one record per submission).
+
+    A run for some students (``grade --student``) keeps everyone else's last outcome.
+    """
+    path = Path(root) / STATUS_FILE
+    new = {(r.assignment_id, r.student_id): r for r in results}
+    kept = [r for r in read_status(root) if (r.assignment_id, r.student_id) not in new]
+    merged = sorted(kept + list(new.values()), key=lambda r: (r.assignment_id, r.student_id))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = [{**asdict(r), "status": r.status.value} for r in merged]
+    path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_status(root: str | Path) -> list[SubmissionResult]:
+    """The outcomes written by :func:`write_status`; ``[]`` when grading never ran here."""
+    path = Path(root) / STATUS_FILE
+    if not path.is_file():
+        return []
+    return [SubmissionResult(**r) for r in json.loads(path.read_text(encoding="utf-8"))]

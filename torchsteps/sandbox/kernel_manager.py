@@ -1,0 +1,304 @@
+"""A Jupyter kernel manager that runs every kernel inside a bubblewrap sandbox.
+
+nbgrader's execute step starts kernels through ``Execute.kernel_manager_class``; setting it to
+:class:`SandboxedKernelManager` (``nbgrader_config.py``) puts every student kernel, whichever nbgrader
+entry point started it, behind this boundary:
+
+- filesystem: a fresh root with read-only ``/usr`` and Python environment, a private writable copy of
+  the files the notebooks need (``workdir_files``, e.g. ``checks.py``) as the working directory, and a
+  private ``/tmp``. Nothing else of the course (``source/``, other students, ``gradebook.db``) exists
+  inside;
+- no network: a new network namespace with no interfaces but loopback; the kernel talks to nbgrader
+  over ZeroMQ ``ipc`` (UNIX sockets in a private folder), not TCP;
+- a new PID namespace: the kernel sees only its own processes, and all of them die with it;
+- an unprivileged user (``uid``), so the process limit applies (it is not enforced for root);
+- ``setrlimit`` limits through util-linux ``prlimit``: address space, CPU seconds, processes, file
+  size, open files, no core dumps; the environment is cleared (no instructor secrets).
+
+Tools: bubblewrap (``bwrap``), util-linux ``prlimit`` and ``setpriv``; :func:`check_sandbox` says what
+is missing. Where no sandbox can be made, kernels do not start unless ``allow_unsandboxed`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Integer, List, Unicode
+
+from .folders import SANDBOX_WORKDIR, chown_tree, make_private_dir
+from .warm import get_zygote
+
+__all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox"]
+
+REQUIRED_TOOLS = ("bwrap", "prlimit", "setpriv")
+
+
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be made on this machine (not Linux, a tool missing, namespaces refused)."""
+
+
+_sandbox_checked = False
+
+
+def check_sandbox() -> None:
+    """Raise :class:`SandboxUnavailable` with the reason if a sandboxed kernel cannot start here.
+
+    A success is remembered for the life of the process (the probe starts bubblewrap once).
+    """
+    global _sandbox_checked
+    if _sandbox_checked:
+        return
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"the sandbox needs Linux namespaces; this is {sys.platform}")
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise SandboxUnavailable(
+            f"missing {', '.join(missing)}: install bubblewrap and util-linux (Debian: apt-get install bubblewrap util-linux)"
+        )
+    probe = subprocess.run(
+        ["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "true"],
+        capture_output=True, text=True,
+    )
+    if probe.returncode != 0:
+        raise SandboxUnavailable(f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}")
+    _sandbox_checked = True
+
+
+def _python_roots() -> list[str]:
+    """Folders the kernel's Python needs, read-only: the environment and the interpreter it was made from."""
+    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), os.path.realpath(sys.exec_prefix)}
+    roots.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    # The environment may be a symlink (.venv -> elsewhere); bind the path the kernel command uses too.
+    roots.add(os.path.abspath(sys.prefix))
+    return sorted(r for r in roots if not r.startswith("/usr"))
+
+
+_claimed_uid: tuple[int, object] | None = None
+
+
+def _claim_uid(base: int, lock_dir: Path) -> int:
+    """A user id for this process's sandboxes that no other live grading process holds.
+
+    Held with an ``flock`` on ``<lock_dir>/uid-<id>.lock`` for the life of the process (the lock goes
+    with the process, also when it is killed).
+    """
+    global _claimed_uid
+    import fcntl
+
+    if _claimed_uid is not None and _claimed_uid[0] >= base:
+        return _claimed_uid[0]
+    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    for uid in range(base, base + 1000):
+        handle = open(lock_dir / f"uid-{uid}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed_uid = (uid, handle)
+        return uid
+    raise SandboxUnavailable(f"no free sandbox user id in {base}..{base + 999}")
+
+
+def _parents(path: str) -> list[str]:
+    """bwrap arguments creating the missing parent folders of ``path`` world-traversable.
+
+    bwrap creates them 0700 otherwise, which the unprivileged kernel user cannot traverse.
+    """
+    args = []
+    for parent in reversed(Path(path).parents[:-1]):
+        args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """``AsyncKernelManager`` that starts the kernel inside bubblewrap with resource limits."""
+
+    memory_mb = Integer(3072, help="address-space limit of each kernel process (RLIMIT_AS), MiB").tag(config=True)
+    cpu_seconds = Integer(180, help="CPU-time limit of each kernel process (RLIMIT_CPU), seconds").tag(config=True)
+    max_processes = Integer(
+        128, help="processes and threads of the sandbox user (RLIMIT_NPROC); torch and ipykernel use about 20"
+    ).tag(config=True)
+    max_file_mb = Integer(64, help="largest file the kernel may write (RLIMIT_FSIZE), MiB").tag(config=True)
+    max_open_files = Integer(256, help="open file descriptors (RLIMIT_NOFILE)").tag(config=True)
+    uid = Integer(
+        64100, help="first of the unprivileged user ids kernels run as (when grading as root); each grading "
+        "process takes its own id from uid, uid+1, ..., so that one sandbox's process limit and "
+        "kill-everything cleanup never touch another's",
+    ).tag(config=True)
+    workdir_files = List(
+        Unicode(), ["checks.py"],
+        help="glob patterns of files copied from the notebook's folder into the kernel's working copy; "
+        "anything else there (other notebooks, files a student added such as a torch.py) stays outside",
+    ).tag(config=True)
+    runtime_dir = Unicode(
+        "/var/tmp/torchsteps", help="where each sandbox's private folders (working copy, sockets) are made"
+    ).tag(config=True)
+    warm_start = Bool(
+        True, help="fork each kernel from a sandboxed parent that has already imported `preload` "
+        "(torchsteps.sandbox.warm) instead of starting a new interpreter per notebook",
+    ).tag(config=True)
+    preload = List(Unicode(), ["numpy", "torch"], help="modules the warm parent imports once").tag(config=True)
+    warmup = Unicode(
+        "import torch; torch.ones(1, device='meta') + 1",
+        help="code the warm parent runs once after the imports, to load what torch imports lazily "
+        "(the first meta-device operation takes about 1.7 s)",
+    ).tag(config=True)
+    allow_unsandboxed = Bool(
+        False, help="start kernels without the sandbox when none can be made (only on the instructor's explicit request)"
+    ).tag(config=True)
+
+    _sandbox_dir: str | None = None
+    _sandboxed = False
+    _zygote = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        try:
+            check_sandbox()
+            self._sandboxed = True
+        except SandboxUnavailable as why:
+            if not self.allow_unsandboxed:
+                raise SandboxUnavailable(
+                    f"{why}. Grading stopped: student code would run with your permissions. "
+                    "To grade without a sandbox anyway, set c.SandboxedKernelManager.allow_unsandboxed = True "
+                    "(or pass --unsandboxed to `python -m torchsteps grade`)."
+                ) from None
+            self.log.warning("Running the kernel WITHOUT a sandbox (%s)", why)
+            self._sandboxed = False
+            return await super()._async_pre_start_kernel(**kw)
+        if self.warm_start:
+            self._zygote = get_zygote(self, list(self.preload), self.warmup)
+            if not self._zygote.responsive():
+                # A previous kernel (same user) may have killed or stopped it: start a new one.
+                self._zygote.close()
+                self._zygote = get_zygote(self, list(self.preload), self.warmup)
+            root = self._zygote.root
+            name = f"kernel-{os.urandom(6).hex()}"
+        else:
+            root = make_private_dir(self.runtime_dir)
+            self._sandbox_dir = str(root)
+            name = "kernel"
+        # SIGINT to the process group would reach bwrap (the kernel's parent) and kill the sandbox;
+        # ipykernel also takes interrupts as a message on the control channel.
+        self.kernel_spec.interrupt_mode = "message"
+        # ZeroMQ over UNIX sockets in a folder both sides see at the same path: the sandbox has no network.
+        self.transport = "ipc"
+        self.connection_file = str(root / "run" / f"{name}.json")
+        self.ip = str(root / "run" / name)
+        return await super()._async_pre_start_kernel(**kw)
+
+    def _copy_workdir(self, cwd: str | None, dest: Path) -> None:
+        if cwd and os.path.isdir(cwd):
+            for entry in os.scandir(cwd):
+                if entry.is_file(follow_symlinks=False) and any(fnmatch(entry.name, p) for p in self.workdir_files):
+                    shutil.copyfile(entry.path, dest / entry.name)
+
+    @property
+    def kernel_uid(self) -> int:
+        """The user id this process's kernels run as (see ``uid``)."""
+        return _claim_uid(self.uid, Path(self.runtime_dir))
+
+    def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None,
+                        cpu_limit: bool = True) -> list[str]:
+        """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``.
+
+        ``root`` holds ``work/`` (the kernel's working folder) and ``run/`` (connection file and
+        sockets); ``extra_ro_binds`` maps more host files to read-only paths inside.
+        """
+        mib = 1024 * 1024
+        limits = [
+            "prlimit",
+            f"--as={self.memory_mb * mib}",
+            *([f"--cpu={self.cpu_seconds}"] if cpu_limit else []),
+            f"--nproc={self.max_processes}",
+            f"--fsize={self.max_file_mb * mib}",
+            f"--nofile={self.max_open_files}",
+            "--core=0",
+            "--",
+        ]
+        bwrap = [
+            "bwrap",
+            "--die-with-parent",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/bin", "/bin",
+            "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/sbin", "/sbin",
+        ]
+        if os.path.isdir("/usr/lib64"):
+            bwrap += ["--symlink", "usr/lib64", "/lib64"]
+        for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf"):
+            if os.path.exists(etc):
+                bwrap += ["--ro-bind", etc, etc]
+        # /tmp first: binds made later show through it (a course or environment cloned under /tmp).
+        bwrap += ["--perms", "1777", "--tmpfs", "/tmp"]
+        for python_root in _python_roots():
+            bwrap += _parents(python_root) + ["--ro-bind", python_root, python_root]
+        bwrap += [
+            "--proc", "/proc",
+            "--dev", "/dev",
+            *_parents(SANDBOX_WORKDIR), "--bind", str(root / "work"), SANDBOX_WORKDIR,
+            *_parents(str(root / "run")), "--bind", str(root / "run"), str(root / "run"),
+        ]
+        for source, target in (extra_ro_binds or {}).items():
+            bwrap += _parents(target) + ["--ro-bind", source, target]
+        bwrap += [
+            "--chdir", SANDBOX_WORKDIR,
+            "--clearenv",
+            "--setenv", "HOME", SANDBOX_WORKDIR,
+            "--setenv", "PATH", f"{os.path.dirname(kernel_cmd[0])}:/usr/bin:/bin",
+            "--setenv", "LANG", "C.UTF-8",
+            "--setenv", "IPYTHONDIR", "/tmp/.ipython",
+            "--setenv", "MPLCONFIGDIR", "/tmp/.matplotlib",
+            "--setenv", "MPLBACKEND", "Agg",
+            "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+            # One thread per kernel: reproducible float sums, and parallel grading does not oversubscribe.
+            "--setenv", "OMP_NUM_THREADS", "1",
+        ]
+        if os.geteuid() == 0:
+            # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv (with the user), not bwrap.
+            drop = [
+                "setpriv", f"--reuid={self.kernel_uid}", f"--regid={self.kernel_uid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+            ]
+        else:
+            bwrap += ["--cap-drop", "ALL"]
+            drop = []
+        return limits + bwrap + ["--"] + drop + list(kernel_cmd)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if not self._sandboxed:
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        root = self._zygote.root if self._zygote else Path(self._sandbox_dir)
+        self._copy_workdir(kw.pop("cwd", None), root / "work")
+        chown_tree(root / "work", self.kernel_uid)
+        chown_tree(root / "run", self.kernel_uid)
+        os.chmod(self.connection_file, stat.S_IRUSR | stat.S_IWUSR)
+        if self._zygote:
+            # kernel_cmd is [python, -m, ipykernel_launcher, -f, <file>, ...]: the child runs the same app.
+            process = self._zygote.start_kernel(list(kernel_cmd[3:]))
+            self.provisioner.process, self.provisioner.pid, self.provisioner.pgid = process, process.pid, None
+            self._reconcile_connection_info(self.provisioner.connection_info)
+            return
+        kw["cwd"] = str(root)
+        # The kernel's own stdout/stderr (not the notebook's output, which travels over ZeroMQ) would
+        # otherwise land in the grader's terminal, and a student can flood it.
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
+        return await super()._async_launch_kernel(self.sandbox_command(kernel_cmd, root), **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if self._zygote is not None and not restart:
+            self._zygote.reset()
+            self._zygote = None
+        if self._sandbox_dir and not restart:
+            shutil.rmtree(self._sandbox_dir, ignore_errors=True)
+            self._sandbox_dir = None
