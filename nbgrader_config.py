@@ -6,21 +6,7 @@ Used by every nbgrader command run from this folder (``nbgrader generate_assignm
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearOutput,
-    OverwriteCells,
-    OverwriteKernelspec,
-    GetGrades,
-    IgnorePattern,
-    LimitOutput,
-)
-
 from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, TIMESTAMP_FORMAT, LmsExtractorPlugin, LmsFileNameCollectorPlugin
-from torchsteps.nbgrader_plugins.execute import GuardedExecute
-from torchsteps.nbgrader_plugins.export import ExerciseCsvExport
 from torchsteps.nbgrader_plugins.exchange import (
     NoCollect,
     NoExchangeList,
@@ -30,16 +16,12 @@ from torchsteps.nbgrader_plugins.exchange import (
     NoReleaseFeedback,
     NoSubmit,
 )
-from torchsteps.nbgrader_plugins.preprocessors import (
-    DeduplicateGradeIds,
-    HideHiddenTests,
-    RestoreCellMetadata,
-    SaveAutoGradesKeepingManual,
-    StderrIsNotFailure,
-)
-from torchsteps.nbgrader_plugins.tamper import FlagTampering
+from torchsteps.nbgrader_plugins.hardening import harden
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+# The sandbox, the fixed preprocessors, feedback without hidden tests, the per-exercise export
+# (torchsteps/nbgrader_plugins/hardening.py); the course's own settings follow.
+harden(c)
 
 # --- Course directory ---------------------------------------------------------------------------
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
@@ -85,22 +67,10 @@ c.ExchangeFactory.fetch_assignment = NoFetchAssignment
 c.ExchangeFactory.fetch_feedback = NoFetchFeedback
 c.ExchangeFactory.submit = NoSubmit
 
-# --- Reading the submission -------------------------------------------------------------------------
-# Upstream's order, with two fixes: a duplicated graded cell no longer stops the submission
-# (jupyter/nbgrader#1083), and flags a student changed on a graded cell are reset from the gradebook
-# before OverwriteCells (which otherwise fails with "Inconsistent checksums").
-c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    DeduplicateGradeIds,
-    OverwriteKernelspec,
-    RestoreCellMetadata,
-    OverwriteCells,
-    CheckCellMetadata,
-]
-
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
-# the notebooks need and a read-only Python, nothing else of the course; no network; limits per kernel.
+# handed out with the assignment (every file of release/<assignment>/ but the notebooks: here checks.py)
+# and a read-only Python, nothing else of the course; no network; limits per kernel.
 # The limits' values and units live once, in the traits of torchsteps.sandbox.SandboxedKernelManager
 # (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
 #   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
@@ -111,36 +81,6 @@ c.Autograde.sanitize_preprocessors = [
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
 c.GuardedExecute.max_output_bytes = 2_000_000  # output kept per notebook
-c.GuardedExecute.interrupt_on_timeout = True
-# nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
-c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
-# nbgrader scores a test cell 0 when it wrote to stderr; warnings from correct code must not cost
-# points, so stderr of test cells is relabelled before the grades are saved. FlagTampering marks
-# submissions that patch what the tests rely on for manual review. A cell graded by hand in the
-# formgrader is never reopened by a later autograde (SaveAutoGradesKeepingManual).
-c.Autograde.autograde_preprocessors = [
-    GuardedExecute,
-    StderrIsNotFailure,
-    IgnorePattern,
-    ClearMetadataPreprocessor,
-    LimitOutput,
-    SaveAutoGradesKeepingManual,
-    FlagTampering,
-    AssignLatePenalties,
-    CheckCellMetadata,
-]
 # Output limit: lines per cell and traceback lines kept in the autograded notebook.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
-
-# A deleted test cell is put back from the gradebook and scores 0, instead of leaving the
-# submission waiting for a manual grade.
-c.OverwriteCells.add_missing_cells = True
-
-# --- Feedback ---------------------------------------------------------------------------------------
-# Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
-c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
-
-# --- Export -------------------------------------------------------------------------------------------
-# `nbgrader export` writes grades.csv with one column per test cell, plus each submission's status.
-c.ExportApp.plugin_class = ExerciseCsvExport

@@ -22,6 +22,7 @@ except SandboxUnavailable as why:  # pragma: no cover - CI installs bubblewrap
 def run_in_sandbox(cells, tmp_path, timeout=60, **limits):
     """Execute ``cells`` in a sandboxed kernel whose notebook folder is ``tmp_path``; outputs per cell."""
     config = Config()
+    config.SandboxedKernelManager.workdir_files = ["checks.py"]
     for key, value in limits.items():
         setattr(config.SandboxedKernelManager, key, value)
     nb = new_notebook(cells=[new_code_cell(c) for c in cells])
@@ -45,6 +46,10 @@ def escapes(tmp_path_factory):
     (folder / "checks.py").write_text("VALUE = 1\n")
     (folder / "torch.py").write_text("raise SystemExit('student torch.py shadowed torch')\n")
     (folder / "other_student.ipynb").write_text("{}")
+    # Handed-out files in a subfolder are copied; a link among them is not followed.
+    (folder / "data").mkdir()
+    (folder / "data" / "readings.csv").write_text("day,celsius\n")
+    (folder / "data" / "link.csv").symlink_to(REPO / "pyproject.toml")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -59,9 +64,10 @@ def escapes(tmp_path_factory):
         "print(len([p for p in os.listdir('/proc') if p.isdigit()]))",
         f"try:\n    open({str(REPO / 'pyproject.toml')!r}).read()\n    print('read')\nexcept OSError as e:\n    print('blocked', type(e).__name__)",
         f"try:\n    open({sys_prefix_file()!r}, 'a').write('x')\n    print('wrote')\nexcept OSError as e:\n    print('read-only', type(e).__name__)",
+        "print(sorted(os.listdir('data')), open('data/readings.csv').read().strip())",
     ]
     try:
-        return run_in_sandbox(cells, folder)
+        return run_in_sandbox(cells, folder, workdir_files=["checks.py", "data/*"])
     finally:
         server.close()
 
@@ -87,6 +93,10 @@ def test_kernel_runs_as_an_unprivileged_user_in_a_private_copy(escapes):
     assert cwd == "/home/student/work"
     assert "checks.py" in files and "torch.py" not in files and "other_student.ipynb" not in files
     assert version.endswith("2.13.0'") or "2.13.0" in version  # the real torch, not the student's torch.py
+
+
+def test_handed_out_files_in_subfolders_are_copied_and_links_are_not_followed(escapes):
+    assert escapes[7] == ("['readings.csv'] day,celsius", [])
 
 
 def test_course_files_do_not_exist_inside(escapes):

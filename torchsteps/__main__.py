@@ -1,6 +1,8 @@
 """Command line: ``python -m torchsteps grade`` (what ``make grade`` runs) and helpers.
 
     python -m torchsteps [--course DIR] grade [--assignment NAME] [--student ID ...] [--force]
+        (without --assignment: every assignment of c.Roster.assignments, one after the other;
+        grades.csv then holds every assignment in the gradebook, the report covers the ones graded)
     python -m torchsteps [--course DIR] release [--assignment NAME]     # release/ and the students' self-check wheel
     python -m torchsteps [--course DIR] demo-class                     # regenerate submitted/ from the mistake catalogue
 """
@@ -13,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+
 def _grade(args) -> int:
     from rich.console import Console
 
-    from .grading.course import default_assignment, open_api
+    from .grading.course import course_assignments, open_api
     from .grading.driver import grade_class
     from .grading.outputs import write_outputs
     from .results.status import Status
@@ -28,7 +31,10 @@ def _grade(args) -> int:
 
     console = Console(stderr=False)  # the terminal's width (or COLUMNS); the table adapts to it
     api = open_api(args.course)
-    args.assignment = args.assignment or default_assignment(api.config)
+    assignments = [args.assignment] if args.assignment else course_assignments(api)
+    if not assignments:
+        console.print(f"No assignment to grade: none in c.Roster.assignments, no folder with a notebook in {api.coursedir.source_directory}/")
+        return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
     try:
@@ -49,30 +55,36 @@ def _grade(args) -> int:
         if result.unchanged:
             mark = "unchanged since it was graded (kept; --force grades it again)"
         else:
-            mark = "graded" if result.status is Status.GRADED else f"ERROR: {result.reason}"
+            mark = result.status.value if result.status is not Status.ERROR else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)",
                       markup=False, highlight=False)
 
     which = f"students {', '.join(args.student)}" if args.student else "every submission"
-    console.print(f"Grading '{args.assignment}' in {Path(api.coursedir.root)}: {which} ({args.jobs} at a time)", markup=False)
+    results = []
     try:
-        results = grade_class(api, args.assignment, jobs=args.jobs, feedback=not args.autograde_only, students=args.student,
-                              force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False))
+        for assignment in assignments:
+            console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({args.jobs} at a time)", markup=False)
+            results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only, students=args.student,
+                                   force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False))
     except RosterError as why:
         console.print(f"Cannot read the roster: {why}", markup=False)
         return 2
     # every student's last outcome (results/status.py keeps them), not only those graded in this run
-    outputs = write_outputs(api, args.assignment, report=not args.autograde_only)
-    print_grades(outputs.columns, outputs.rows, console)
+    outputs = write_outputs(api, assignments, report=not args.autograde_only)
+    for assignment, columns, rows in outputs.tables:
+        if len(outputs.tables) > 1:
+            console.print(assignment, style="bold", markup=False)
+        print_grades(columns, rows, console)
     if outputs.report_path:
         console.print(f"Report: {outputs.report_path}", markup=False)
     elapsed = time.perf_counter() - start
-    failed = [r for r in results if r.status is not Status.GRADED]
-    kept = [r for r in results if r.unchanged]
+    submitted = [r for r in results if r.status is not Status.NOT_SUBMITTED]
+    failed = [r for r in submitted if r.status is not Status.GRADED]
+    kept = [r for r in submitted if r.unchanged]
     console.print(
-        f"{len(results)} submissions in {elapsed:.1f} s ({len(results) - len(kept)} run now, {len(kept)} unchanged and kept); "
+        f"{len(submitted)} submissions in {elapsed:.1f} s ({len(submitted) - len(kept)} run now, {len(kept)} unchanged and kept); "
         f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}, "
-        f"one zip per student in {Path(api.coursedir.root) / ARCHIVE_DIR / args.assignment}", markup=False,
+        f"one zip per student in {Path(api.coursedir.root) / ARCHIVE_DIR}/<assignment>/", markup=False,
     )
     return 0
 
@@ -84,7 +96,7 @@ def _release(args) -> int:
     api = open_api(args.course)
     args.assignment = args.assignment or default_assignment(api.config)
     wheel = release(api, args.assignment)
-    print(f"released {args.assignment} to {wheel.parent}; the students' self-check: {wheel.name}")
+    print(f"released {args.assignment}; the students' self-check: {wheel.name if wheel else 'none (no test cell)'}")
     return 0
 
 
@@ -101,10 +113,11 @@ def _demo_class(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
-    parser.add_argument("--assignment", help="assignment to grade; default: the only one in c.Roster.assignments (also an option of each command)")
+    parser.add_argument("--assignment", help="assignment to grade; default: every assignment of c.Roster.assignments "
+                        "(or, when it lists none, every folder of source/ holding a notebook); also an option of each command")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
-    grade.add_argument("--assignment", default=argparse.SUPPRESS, help="the assignment to grade; default: the only one in c.Roster.assignments")
+    grade.add_argument("--assignment", default=argparse.SUPPRESS, help="the assignment to grade; default: every assignment of c.Roster.assignments")
     grade.add_argument("--student", action="append", metavar="ID",
                        help="grade only this student's submission (repeat for several; default: every folder of submitted/)")
     grade.add_argument("--force", action="store_true",

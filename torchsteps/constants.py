@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from nbgrader import utils as _nbgrader_utils
 
-__all__ = ["is_test_cell", "is_answer_cell"]
+__all__ = ["is_test_cell", "is_answer_cell", "FLAG_COMMENT_PREFIX"]
+
+# How a review flag's comment on a cell starts (``Comment.auto_comment`` in the gradebook): written by
+# nbgrader_plugins.tamper.FlagTampering, read back by results.export for grades.csv and the report.
+FLAG_COMMENT_PREFIX = "Flagged for review: "
 
 
 def is_test_cell(cell) -> bool:

@@ -13,11 +13,13 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.utils import parse_utc
 from traitlets import Dict, List, Unicode
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
-__all__ = ["Roster", "RosterError", "load_config", "open_api", "register_roster", "import_students", "read_student_file", "default_assignment"]
+__all__ = ["Roster", "RosterError", "load_config", "open_api", "register_roster", "import_students", "read_student_file",
+           "default_assignment", "course_assignments"]
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -31,7 +33,10 @@ class Roster(Configurable):
     class holds them and :func:`register_roster` writes them to the gradebook through nbgrader's API.
     """
 
-    assignments = List(Dict(), help="[{'name': ..., 'duedate': ...}, ...]").tag(config=True)
+    assignments = List(
+        Dict(), help="[{'name': ..., 'duedate': '2026-03-15 17:00:00 UTC'}, ...]; the due date (parsed by "
+        "nbgrader.utils.parse_utc, UTC when no zone is given) is what late penalties count from",
+    ).tag(config=True)
     student_file = Unicode(
         "students.csv",
         help="CSV roster in the course folder (columns id, first_name, last_name, email, lms_user_id), imported into "
@@ -53,6 +58,18 @@ def default_assignment(config: Config) -> str:
     if len(names) != 1:
         raise ValueError(f"the course has {len(names)} assignments ({', '.join(names) or 'none'}): name one with --assignment")
     return names[0]
+
+
+def course_assignments(api: NbGraderAPI) -> list[str]:
+    """The assignments ``grade`` grades when none is named: those of ``c.Roster.assignments``, in order,
+    or, when it lists none, every folder of ``source/`` holding a notebook (sorted)."""
+    names = [a["name"] for a in Roster(config=api.config).assignments]
+    if names:
+        return names
+    source = Path(api.coursedir.root) / api.coursedir.source_directory
+    if not source.is_dir():
+        return []
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.ipynb")))
 
 
 def load_config(root: str | os.PathLike) -> Config:
@@ -141,6 +158,8 @@ def register_roster(api: NbGraderAPI) -> set[str]:
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         for assignment in roster.assignments:
             fields = {k: v for k, v in assignment.items() if k != "name"}
+            if isinstance(fields.get("duedate"), str):
+                fields["duedate"] = parse_utc(fields["duedate"])
             gb.update_or_create_assignment(assignment["name"], **fields)
     if roster.student_file:
         path = Path(api.coursedir.root) / roster.student_file

@@ -20,7 +20,7 @@ from nbgrader.utils import temp_attrs
 
 from ..nbgrader_plugins.collect import collect_lms_downloads
 from ..nbgrader_plugins.tamper import METADATA_KEY
-from ..results.status import Status, SubmissionResult, write_status
+from ..results.status import Status, SubmissionResult, read_status, write_status
 from .archives import write_feedback_archives
 from .course import register_roster
 from .incremental import DigestStore, submission_digest
@@ -37,11 +37,17 @@ warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in
 
 
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
-    """Student ids with a folder in ``submitted/``, sorted (whether or not it holds the assignment)."""
+    """Student ids with a ``submitted/<student>/<assignment_id>/`` folder, sorted.
+
+    A student with a folder for another assignment only has not submitted this one: not listed.
+    """
     submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
     if not submitted.is_dir():
         return []
-    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(
+        p.name for p in submitted.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / assignment_id).is_dir()
+    )
 
 
 _BOILERPLATE = (
@@ -125,13 +131,15 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
     folder = root / api.coursedir.submitted_directory / student_id / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
+        if not folder.is_dir():
+            result.status = Status.NOT_SUBMITTED
+            result.finished = time.time()
+            return result
         if not _create_student(api) and student_id not in known_students:
             raise UnreadableSubmission(
                 f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "
                 "or with `nbgrader db student add|import`, or in the formgrader"
             )
-        if not folder.is_dir():
-            raise UnreadableSubmission(f"no '{assignment_id}' folder in submitted/{student_id}")
         staged = root / STAGING_DIR / student_id / assignment_id
         result.notes = stage_submission(folder, staged, expected)
         if not any(staged.glob("*.ipynb")):
@@ -141,6 +149,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
     except UnreadableSubmission as why:
         result.reason = str(why)
         result.seconds = time.perf_counter() - start
+        result.finished = time.time()
         return result
     with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
         graded = api.autograde(assignment_id, student_id, force=True, create=_create_student(api))
@@ -155,6 +164,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
             if not made["success"]:
                 result.notes.append("feedback not generated: " + _reason_from(made))
     result.seconds = time.perf_counter() - start
+    result.finished = time.time()
     return result
 
 
@@ -219,7 +229,14 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
             record(result)
     store.save()
     ordered = [results[s] for s in selected]
-    write_status(api.coursedir.root, ordered)
+    # A folder removed since the last run: that student has now submitted nothing.
+    folders = set(list_submissions(api, assignment_id))
+    gone = [
+        SubmissionResult(r.student_id, assignment_id, status=Status.NOT_SUBMITTED, finished=time.time())
+        for r in read_status(api.coursedir.root)
+        if r.assignment_id == assignment_id and r.student_id not in results and r.student_id not in folders
+    ]
+    write_status(api.coursedir.root, ordered + gone)
     if feedback:
         write_feedback_archives(api.coursedir, assignment_id)
     return ordered

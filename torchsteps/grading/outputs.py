@@ -9,7 +9,7 @@ from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
 
 from ..results.export import ExerciseColumn, GradeRow, collect_rows, write_csv
-from ..results.report import collect_report_data, write_report
+from ..results.report import collect_report_data, write_reports
 
 __all__ = ["RunOutputs", "write_outputs"]
 
@@ -17,23 +17,39 @@ __all__ = ["RunOutputs", "write_outputs"]
 @dataclass
 class RunOutputs:
     csv_path: Path
-    columns: list[ExerciseColumn]
-    rows: list[GradeRow]
+    tables: list[tuple[str, list[ExerciseColumn], list[GradeRow]]]  # (assignment, columns, rows) per assignment graded
     report_path: Path | None
 
+    @property
+    def columns(self) -> list[ExerciseColumn]:
+        """The columns of the first (often the only) assignment graded."""
+        return self.tables[0][1]
 
-def write_outputs(api: NbGraderAPI, assignment_id: str, *, report: bool = True) -> RunOutputs:
-    """Write ``<course>/grades.csv`` and (with ``report``) ``<course>/report/index.html`` for ``assignment_id``.
+    @property
+    def rows(self) -> list[GradeRow]:
+        return self.tables[0][2]
 
-    Both come from the same rows (:func:`torchsteps.results.export.collect_rows`), read once from the gradebook.
+
+def write_outputs(api: NbGraderAPI, assignment_ids: str | list[str], *, report: bool = True) -> RunOutputs:
+    """Write ``<course>/grades.csv`` and (with ``report``) the report for ``assignment_ids``.
+
+    ``grades.csv`` holds every assignment of the gradebook (as ``nbgrader export`` would); the tables and
+    the report cover ``assignment_ids`` (one page, or one per assignment and an index:
+    :func:`torchsteps.results.report.write_reports`). Both come from the same rows
+    (:func:`torchsteps.results.export.collect_rows`), read from the gradebook.
     """
+    ids = [assignment_ids] if isinstance(assignment_ids, str) else list(assignment_ids)
     root = Path(api.coursedir.root)
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
-        csv_path = write_csv(gb, root, [assignment_id], root / "grades.csv")
-        columns, rows = collect_rows(gb, root, assignment_id)
+        everything = sorted({a.name for a in gb.assignments} | set(ids))
+        csv_path = write_csv(gb, root, everything, root / "grades.csv")
+        tables = [(a, *collect_rows(gb, root, a)) for a in ids]
     report_path = None
     if report:
-        data = collect_report_data(columns, rows, course_id=api.coursedir.course_id, assignment_id=assignment_id,
-                                   autograded_dir=root / api.coursedir.autograded_directory)
-        report_path = write_report(root, data)
-    return RunOutputs(csv_path, columns, rows, report_path)
+        datas = [
+            collect_report_data(columns, rows, course_id=api.coursedir.course_id, assignment_id=a,
+                                autograded_dir=root / api.coursedir.autograded_directory)
+            for a, columns, rows in tables
+        ]
+        report_path = write_reports(root, datas)
+    return RunOutputs(csv_path, tables, report_path)

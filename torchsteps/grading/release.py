@@ -54,8 +54,9 @@ def _digest(folder: Path, course_json: str) -> str:
     return h.hexdigest()[:16]
 
 
-def build_selfcheck_wheel(release_dir: Path, root: Path) -> Path:
-    """Build the self-check wheel for the release notebooks in ``release_dir`` and put it there; its path.
+def build_selfcheck_wheel(release_dir: Path, root: Path) -> Path | None:
+    """Build the self-check wheel for the release notebooks in ``release_dir`` and put it there; its path,
+    or None when no release notebook has a test cell (nothing to check).
 
     Raises:
         RuntimeError: if pip cannot build the wheel (its output is in the message).
@@ -63,7 +64,10 @@ def build_selfcheck_wheel(release_dir: Path, root: Path) -> Path:
     from torchsteps_selfcheck.course import read_release
 
     sources = selfcheck_sources(root)
-    course_json = read_release(release_dir).to_json()
+    try:
+        course_json = read_release(release_dir).to_json()
+    except ValueError:  # no test cell in any notebook
+        return None
     cache = root / CACHE_DIR / _digest(sources, course_json)
     wheels = sorted(cache.glob("*.whl")) if cache.is_dir() else []
     if not wheels:
@@ -88,8 +92,9 @@ def build_selfcheck_wheel(release_dir: Path, root: Path) -> Path:
     return Path(shutil.copy(wheels[0], release_dir / wheels[0].name))
 
 
-def release(api: NbGraderAPI, assignment_id: str) -> Path:
-    """``nbgrader generate_assignment --force``, then the self-check wheel into the release; the wheel's path.
+def release(api: NbGraderAPI, assignment_id: str) -> Path | None:
+    """``nbgrader generate_assignment --force``, then the self-check wheel into the release; the wheel's path
+    (None when the assignment has no test cell).
 
     Raises:
         RuntimeError: if nbgrader cannot generate the release, or the wheel cannot be built.

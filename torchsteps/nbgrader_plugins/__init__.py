@@ -4,7 +4,8 @@
 - :mod:`.preprocessors` -- ``StderrIsNotFailure``, ``DeduplicateGradeIds``, ``RestoreCellMetadata``, ``HideHiddenTests``;
 - :mod:`.tamper` -- ``FlagTampering``: a reviewer's hint about code that patches what the tests rely on;
 - :mod:`.export` -- ``ExerciseCsvExport``: the ``nbgrader export`` plugin;
-- :mod:`.collect` -- the ``nbgrader zip_collect`` plugins for LMS downloads.
+- :mod:`.collect` -- the ``nbgrader zip_collect`` plugins for LMS downloads;
+- :mod:`.hardening` -- ``harden(c)``: plugs all of the above into any course's ``nbgrader_config.py``.
 
 May import :mod:`torchsteps.sandbox`, :mod:`torchsteps.results` (export rows) and :mod:`torchsteps.constants`.
 """

@@ -10,21 +10,28 @@ a cell that prints hundreds of MB is held in the grader's memory before ``LimitO
 - a dead kernel: the cell that was running and every later cell get an error output saying so; the
   cells that ran before keep their scores;
 - ``max_output_bytes``: output beyond this many bytes per notebook is dropped while it arrives, with one
-  note saying so.
+  note saying so;
+- the kernel's working folder holds the files handed out with the assignment: every file of
+  ``release/<assignment>/`` except notebooks (a data file, a helper module, in subfolders too), taken
+  from the notebook's folder, where nbgrader autograde has put the instructor's version. Other files
+  there (student extras such as a ``torch.py``) stay outside the sandbox.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
+from nbgrader.utils import find_all_files
 from traitlets import Integer
 
 from ..sandbox import SandboxedKernelManager
 
-__all__ = ["GuardedExecute"]
+__all__ = ["GuardedExecute", "handed_out_files"]
 
 
 class GuardedExecute(Execute):
@@ -43,12 +50,19 @@ class GuardedExecute(Execute):
     max_output_bytes = Integer(1_000_000, help="output kept per notebook, bytes; the rest is dropped").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
+        self._handed_out = handed_out_files(self.config, (resources or {}).get("nbgrader", {}).get("assignment"))
         self._deadline = time.monotonic() + self.notebook_timeout
         self._stopped = ""
         self._output_bytes = 0
         self._output_truncated = False
         self.timeout_func = self._cell_timeout
         return super().preprocess(nb, resources, km)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if isinstance(km, SandboxedKernelManager):
+            km.workdir_files = [*km.workdir_files, *getattr(self, "_handed_out", [])]
+        return km
 
     def _cell_timeout(self, cell) -> int:
         remaining = max(1, int(self._deadline - time.monotonic()))
@@ -92,3 +106,21 @@ class GuardedExecute(Execute):
             if msg["msg_type"] != "error":  # errors are still needed to score the cell
                 return None
         return super().output(outs, msg, display_id, cell_index)
+
+
+def handed_out_files(config, assignment_id: str | None) -> list[str]:
+    """Paths, relative to ``release/<assignment_id>/`` and with ``/`` separators, of its files other than notebooks.
+
+    These are what students were given beside the notebooks (nbgrader copies every such file of
+    ``source/`` into the release and, at autograde, over the student's copy). Files nbgrader ignores
+    (``CourseDirectory.ignore``: checkpoints, ``__pycache__``) are left out. An empty list when the
+    assignment has no release folder (``nbgrader generate_assignment`` not run) or is unknown.
+    """
+    if not assignment_id:
+        return []
+    coursedir = CourseDirectory(config=config)
+    release = coursedir.format_path(coursedir.release_directory, ".", assignment_id)
+    if not os.path.isdir(release):
+        return []
+    files = find_all_files(release, list(coursedir.ignore) + ["*.ipynb"])
+    return sorted(os.path.relpath(f, release).replace(os.sep, "/") for f in files)

@@ -17,7 +17,7 @@ __all__ = ["ExerciseCsvExport"]
 
 
 class ExerciseCsvExport(ExportPlugin):
-    """``nbgrader export`` plugin: one row per student and assignment, one column per test cell."""
+    """``nbgrader export`` plugin: stock columns, then the status and one column per graded cell."""
 
     def export(self, gradebook: Gradebook) -> None:
         dest = Path(self.to or "grades.csv")

@@ -15,7 +15,8 @@ from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, NbGraderPre
 
 from ..constants import is_test_cell
 
-__all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata", "SaveAutoGradesKeepingManual"]
+__all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata", "restore_flags",
+           "SaveAutoGradesKeepingManual"]
 
 
 class SaveAutoGradesKeepingManual(SaveAutoGrades):
@@ -102,8 +103,11 @@ class RestoreCellMetadata(NbGraderPreprocessor):
 
     A student who flips a test cell's ``grade`` or ``solution`` flag makes upstream ``OverwriteCells``
     fail with "Inconsistent checksums" (the checksum covers the flags), which stops the submission.
-    The instructor's version is the truth: ``grade``, ``solution``, ``locked`` and ``points`` come from
-    the gradebook for every cell whose grade_id it knows.
+    The instructor's version is the truth: ``grade``, ``solution``, ``task``, ``locked`` and ``points``
+    come from the gradebook for every cell whose grade_id it knows, with each kind of cell kept apart:
+    a task cell (``TaskCell``) has points but is not a grade cell, so it gets ``task`` and ``points`` and
+    ``grade = False`` (``Gradebook.find_graded_cell`` returns grade and task cells alike; taking its
+    answer as "grade cell" made every task cell fail with "Inconsistent checksums").
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
@@ -118,21 +122,35 @@ class RestoreCellMetadata(NbGraderPreprocessor):
                     source = gb.find_source_cell(grade_id, info["notebook"], info["assignment"])
                 except MissingEntry:
                     continue
-                meta["locked"] = bool(source.locked)
-                meta["solution"] = _exists(gb.find_solution_cell, grade_id, info)
-                try:
-                    graded = gb.find_graded_cell(grade_id, info["notebook"], info["assignment"])
-                    meta["grade"] = True
-                    meta["points"] = float(graded.max_score)
-                except MissingEntry:
-                    meta["grade"] = False
-                    meta.pop("points", None)
+                restore_flags(
+                    meta,
+                    locked=bool(source.locked),
+                    solution=_find(gb.find_solution_cell, grade_id, info) is not None,
+                    grade_cell=_find(gb.find_grade_cell, grade_id, info),
+                    task_cell=_find(gb.find_task_cell, grade_id, info),
+                )
         return nb, resources
 
 
-def _exists(find, grade_id, info) -> bool:
+def restore_flags(meta: dict, *, locked: bool, solution: bool, grade_cell=None, task_cell=None) -> dict:
+    """Set a cell's nbgrader ``meta`` (in place) to what the gradebook says the cell is; returns ``meta``.
+
+    ``grade_cell``/``task_cell``: the gradebook's ``GradeCell``/``TaskCell`` of that grade_id, or ``None``.
+    """
+    meta["locked"] = locked
+    meta["solution"] = solution
+    meta["grade"] = grade_cell is not None
+    meta["task"] = task_cell is not None
+    graded = grade_cell if grade_cell is not None else task_cell
+    if graded is not None:
+        meta["points"] = float(graded.max_score)
+    else:
+        meta.pop("points", None)
+    return meta
+
+
+def _find(find, grade_id, info):
     try:
-        find(grade_id, info["notebook"], info["assignment"])
+        return find(grade_id, info["notebook"], info["assignment"])
     except MissingEntry:
-        return False
-    return True
+        return None

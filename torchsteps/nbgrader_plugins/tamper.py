@@ -6,8 +6,9 @@ helpers, ``torch``, ``numpy`` or ``builtins``; hook IPython so later cells run d
 objects that compare equal to anything; or read files it should not. :func:`find_tampering` looks for
 these in the source (after IPython's own input transformations, so magics count too) and
 :class:`FlagTampering`, an autograde preprocessor, records the findings in the notebook's metadata and
-marks the notebook's grades ``needs_manual_grade`` in the gradebook: the autograded score stays
-visible, and the formgrader lists the submission for manual review.
+in the gradebook: the notebook is flagged, each finding is a comment on its cell, and the grades are
+marked ``needs_manual_grade`` (the autograded score stays visible; the formgrader lists the submission
+for manual review).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from ..constants import FLAG_COMMENT_PREFIX as COMMENT_PREFIX
 from ..constants import is_test_cell
 
-__all__ = ["Finding", "find_tampering", "helper_names", "FlagTampering", "METADATA_KEY"]
+__all__ = ["Finding", "find_tampering", "helper_names", "FlagTampering", "METADATA_KEY", "COMMENT_PREFIX",
+           "describe_cell", "flag_text", "comment_cell"]
 
 METADATA_KEY = "torchsteps"
 PROTECTED_MODULES = {"torch", "numpy", "checks", "builtins", "sys", "IPython", "math", "random", "warnings", "unittest", "importlib", "os", "types"}
@@ -239,6 +242,12 @@ class FlagTampering(NbGraderPreprocessor):
 
     Student cells are the code cells that nbgrader does not restore from the source: answer cells,
     unlocked demo cells and any cell the student added. Runs after ``SaveAutoGrades``.
+
+    What reaches the formgrader (the gradebook): the submitted notebook is ``flagged`` (nbgrader's own
+    flag, the star in the formgrader), its grades need a manual grade (the autograded score stays), and
+    each finding is an automatic comment (``Comment.auto_comment``) on the answer or task cell it belongs
+    to, naming the cell as the student sees it (its position and the heading above it, see
+    :func:`describe_cell`) and starting with :data:`COMMENT_PREFIX`.
     """
 
     def preprocess(self, nb, resources):
@@ -252,19 +261,73 @@ class FlagTampering(NbGraderPreprocessor):
         nb.metadata.setdefault(METADATA_KEY, {})["tamper"] = [str(f) for f in findings]
         if findings:
             self.log.warning("Possible tampering, marked for manual review: %s", "; ".join(map(str, findings)))
-            self._mark_for_review(resources)
+            self._mark_for_review(nb, resources, findings)
         return nb, resources
 
-    def _mark_for_review(self, resources) -> None:
-        with Gradebook(resources["nbgrader"]["db_url"]) as gb:
+    def _mark_for_review(self, nb, resources, findings: list[Finding]) -> None:
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
             try:
-                notebook = gb.find_submission_notebook(
-                    resources["nbgrader"]["notebook"], resources["nbgrader"]["assignment"], resources["nbgrader"]["student"]
-                )
+                notebook = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             except MissingEntry:
                 return
             for grade in notebook.grades:
                 # A cell the instructor already graded by hand stays closed (SaveAutoGradesKeepingManual).
                 if grade.manual_score is None:
                     grade.needs_manual_grade = True
+            notebook.flagged = True
+            comments: dict[str, list[str]] = {}
+            for finding in findings:
+                target = comment_cell(nb, finding.cell)
+                if target is not None:
+                    comments.setdefault(target, []).append(flag_text(nb, finding))
+            for grade_id, texts in comments.items():
+                try:
+                    comment = gb.find_comment(grade_id, info["notebook"], info["assignment"], info["student"])
+                except MissingEntry:
+                    continue
+                kept = [line for line in (comment.auto_comment or "").splitlines() if not line.startswith(COMMENT_PREFIX)]
+                comment.auto_comment = "\n".join(kept + texts)
             gb.db.commit()
+
+
+def _heading(cell) -> str | None:
+    for line in cell.source.splitlines():
+        if line.lstrip().startswith("#"):
+            return line.strip().lstrip("#").strip()
+    return None
+
+
+def describe_cell(nb, index: int) -> str:
+    """A cell as the student sees it: ``cell 8 (under "Exercise 2: Fahrenheit")``.
+
+    The position counts from 1 in the notebook as submitted; the heading is the last Markdown heading
+    above the cell (none is named when there is no heading above).
+    """
+    heading = None
+    for cell in nb.cells[:index]:
+        if cell.cell_type == "markdown":
+            heading = _heading(cell) or heading
+    where = f"cell {index + 1}"
+    return f'{where} (under "{heading}")' if heading else where
+
+
+def flag_text(nb, finding: Finding) -> str:
+    """The comment line for one finding, e.g. ``Flagged for review: cell 4 (under "..."), line 2: assigns checks.check_tensor``."""
+    return f"{COMMENT_PREFIX}{describe_cell(nb, finding.cell)}, line {finding.line}: {finding.what}"
+
+
+def comment_cell(nb, index: int) -> str | None:
+    """grade_id of the cell whose comment carries a finding in cell ``index``.
+
+    nbgrader keeps comments on answer (solution) and task cells only: the cell itself when it is one,
+    else the nearest one above (a cell the student added under an answer), else the nearest below.
+    """
+    def commentable(i):
+        meta = nb.cells[i].metadata.get("nbgrader", {})
+        return meta.get("grade_id") if (meta.get("solution") or meta.get("task")) else None
+
+    for i in [index, *range(index - 1, -1, -1), *range(index + 1, len(nb.cells))]:
+        if 0 <= i < len(nb.cells) and commentable(i):
+            return commentable(i)
+    return None

@@ -10,7 +10,13 @@ with matplotlib and embedded as ``data:`` URIs, the CSS is inline, nothing is fe
 - per exercise, the most common failure messages (``ename: evalue`` of the test cell's error in the
   autograded notebook) and how many students hit each;
 - the students whose submission could not be graded, with the reason, and the roster students who
-  submitted nothing.
+  submitted nothing;
+- what needs attention (flagged, late, ungradeable, waiting for a manual grade) and a per-student table
+  (:mod:`torchsteps.results.review`).
+
+Cells graded by hand (manually graded answers, task cells) count in an exercise's statistics only for
+the students whose grade is in; until then they are *pending*, never 0. With several assignments,
+:func:`write_reports` writes one page each and an index page.
 
 Data: the rows of the export (:func:`torchsteps.results.export.collect_rows`: scores from the gradebook,
 statuses of the run), and messages from
@@ -37,6 +43,7 @@ import nbformat
 
 from .export import ExerciseColumn, GradeRow, collect_rows
 from ..constants import is_test_cell
+from .review import KINDS, ReviewItem, StudentRow, review_items, student_rows
 from .status import Status
 from .table import short_labels
 
@@ -49,6 +56,7 @@ __all__ = [
     "collect_report_data",
     "render_html",
     "write_report",
+    "write_reports",
 ]
 
 REPORT_FILE = "report/index.html"
@@ -129,6 +137,7 @@ class ExerciseStats:
     discrimination: float | None  # item-rest correlation; None when undefined
     failures: list[tuple[str, int]] = field(default_factory=list)  # (message, students), most common first
     failed: int = 0  # graded students below full marks
+    pending: int = 0  # graded students whose manual grade for this cell is not in yet (left out of n)
 
 
 @dataclass
@@ -142,6 +151,8 @@ class ReportData:
     exercises: list[ExerciseStats]
     ungraded: list[tuple[str, str]]  # (student, reason)
     not_submitted: list[str]  # roster students with no submission
+    review: list[ReviewItem] = field(default_factory=list)  # flagged, late, ungradeable, pending
+    students: list[StudentRow] = field(default_factory=list)  # one per student
 
 
 def _notebook_errors(path: Path) -> dict[str, str] | None:
@@ -190,13 +201,15 @@ def collect_report_data(columns: list[ExerciseColumn], rows: list[GradeRow], *, 
     totals = [sum(score(r, c) for c in columns) for r in graded]
     exercises = []
     for label, c in zip(short_labels(columns), columns):
-        points = [score(r, c) for r in graded]
+        # A cell waiting for its manual grade has no score yet: left out, not counted as 0.
+        rated = [(r, t) for r, t in zip(graded, totals) if c.key not in r.pending]
+        points = [score(r, c) for r, _ in rated]
         fractions = [p / c.max_score if c.max_score else 0.0 for p in points]
-        rest = [t - p for t, p in zip(totals, points)]
+        rest = [t - p for (_, t), p in zip(rated, points)]
         full = [c.max_score > 0 and p >= c.max_score - 1e-9 for p in points]
         messages: Counter[str] = Counter()
-        for row, is_full in zip(graded, full):
-            if is_full:
+        for (row, _), is_full in zip(rated, full):
+            if is_full or c.kind != "auto":  # only test cells have error outputs to quote
                 continue
             found = errors[row.student_id, c.notebook]
             if found is None:
@@ -206,13 +219,14 @@ def collect_report_data(columns: list[ExerciseColumn], rows: list[GradeRow], *, 
         exercises.append(ExerciseStats(
             column=c,
             label=label,
-            n=len(graded),
+            n=len(rated),
             mean_points=_mean(points),
             mean_fraction=_mean(fractions),
             full_marks=_mean([1.0 if f else 0.0 for f in full]),
             discrimination=item_rest_correlation(fractions, rest),
             failures=sorted(messages.items(), key=lambda kv: (-kv[1], kv[0])),
             failed=sum(1 for f in full if not f),
+            pending=len(graded) - len(rated),
         ))
     return ReportData(
         course_id=course_id,
@@ -224,6 +238,8 @@ def collect_report_data(columns: list[ExerciseColumn], rows: list[GradeRow], *, 
         exercises=exercises,
         ungraded=sorted(ungraded),
         not_submitted=sorted(not_submitted),
+        review=review_items(rows),
+        students=student_rows(rows),
     )
 
 
@@ -368,4 +384,30 @@ def write_report(root: str | Path, data: ReportData) -> Path:
     path = Path(root) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(data), encoding="utf-8")
+    return path
+
+
+def write_reports(root: str | Path, datas: list[ReportData]) -> Path:
+    """Write the report of each assignment in ``datas``; returns the path of ``<root>/`` :data:`REPORT_FILE`.
+
+    One assignment: :data:`REPORT_FILE` is its page. Several: each gets ``report/<assignment>/index.html``
+    and :data:`REPORT_FILE` links them, with what needs attention and the per-student table of all of them
+    (template ``templates/index.html.j2``).
+    """
+    if len(datas) == 1:
+        return write_report(root, datas[0])
+    for data in datas:
+        page = Path(root) / "report" / data.assignment_id / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_html(data), encoding="utf-8")
+    env = _environment()
+    review = sorted((i for d in datas for i in d.review), key=lambda i: (KINDS.index(i.kind), i.assignment_id, i.student_id))
+    html = env.get_template("index.html.j2").render(
+        title="Grading report: " + ", ".join(d.assignment_id for d in datas),
+        csp=_csp(), css=markupsafe.Markup(env.loader.get_source(env, "report.css")[0]),
+        datas=datas, review=review, students=[s for d in datas for s in d.students],
+    ) + "\n"
+    path = Path(root) / REPORT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
     return path

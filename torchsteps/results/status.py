@@ -32,13 +32,15 @@ class Status(str, enum.Enum):
 class SubmissionResult:
     """The outcome of autograding one student's submission of one assignment.
 
-    ``status`` is :attr:`Status.GRADED` (scores are in the gradebook) or :attr:`Status.ERROR`
-    (``reason`` says why the submission could not be graded). ``notes`` hold problems that did not stop
+    ``status`` is :attr:`Status.GRADED` (scores are in the gradebook), :attr:`Status.ERROR`
+    (``reason`` says why the submission could not be graded) or :attr:`Status.NOT_SUBMITTED` (no folder
+    for the assignment in ``submitted/``: nothing to grade, not an error). ``notes`` hold problems that did not stop
     grading, such as a missing notebook (scored 0). ``flags`` are possible tampering found by
     :class:`torchsteps.nbgrader_plugins.tamper.FlagTampering` (the submission then needs manual review).
-    ``seconds`` is the wall time of autograde + feedback. ``unchanged``: this run kept the result of an
-    earlier one, because the submission, the source and the config did not change
-    (:mod:`torchsteps.grading.incremental`).
+    ``seconds`` is the wall time of autograde + feedback; ``finished`` when it ended (seconds since
+    the epoch), to tell whether a later autograde (a stock ``nbgrader autograde --student``) replaced it.
+    ``unchanged``: this run kept the result of an earlier one, because the submission, the source and the
+    config did not change (:mod:`torchsteps.grading.incremental`).
     """
 
     student_id: str
@@ -48,6 +50,7 @@ class SubmissionResult:
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    finished: float = 0.0
     unchanged: bool = False
 
     def __post_init__(self) -> None:
@@ -55,15 +58,16 @@ class SubmissionResult:
 
 
 def write_status(root: str | Path, results: list[SubmissionResult]) -> Path:
-    """Merge the run's outcomes into ``<root>/`` :data:`STATUS_FILE` (JSON, one record per submission).
+    """Record the run's outcomes in ``<root>/`` :data:`STATUS_FILE` (JSON, one record per submission).
 
-    A run for some students (``grade --student``) keeps everyone else's last outcome.
+    Only earlier records of the same (assignment, student) are replaced: grading a second assignment, or
+    one student, does not erase what the file says about the others.
     """
     path = Path(root) / STATUS_FILE
-    new = {(r.assignment_id, r.student_id): r for r in results}
-    kept = [r for r in read_status(root) if (r.assignment_id, r.student_id) not in new]
-    merged = sorted(kept + list(new.values()), key=lambda r: (r.assignment_id, r.student_id))
     path.parent.mkdir(parents=True, exist_ok=True)
+    new = {(r.assignment_id, r.student_id) for r in results}
+    kept = [r for r in read_status(root) if (r.assignment_id, r.student_id) not in new]
+    merged = sorted(kept + list(results), key=lambda r: (r.assignment_id, r.student_id))
     records = [{**asdict(r), "status": r.status.value} for r in merged]
     path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
     return path
@@ -74,4 +78,5 @@ def read_status(root: str | Path) -> list[SubmissionResult]:
     path = Path(root) / STATUS_FILE
     if not path.is_file():
         return []
-    return [SubmissionResult(**r) for r in json.loads(path.read_text(encoding="utf-8"))]
+    known = set(SubmissionResult.__dataclass_fields__)  # records written by an older version may lack a field
+    return [SubmissionResult(**{k: v for k, v in r.items() if k in known}) for r in json.loads(path.read_text(encoding="utf-8"))]

@@ -42,7 +42,10 @@ def _table(headers: list[str], rows: list[GradeRow], cells_of, title: str) -> Ta
     table.add_column("total", justify="right", style="bold", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for row in rows:
-        table.add_row(row.student_id, *cells_of(row), f"{row.score:g}/{row.max_score:g}", _status(row))
+        total = f"{row.score:g}/{row.max_score:g}"
+        if row.pending_points:
+            total += f" (+{row.pending_points:g} pending)"
+        table.add_row(row.student_id, *cells_of(row), total, _status(row))
     return table
 
 
@@ -51,21 +54,27 @@ def grades_table(columns: list[ExerciseColumn], rows: list[GradeRow], width: int
     labels = short_labels(columns)
 
     def per_exercise(row):
-        return ["" if row.scores.get(c.key) is None else f"{row.scores[c.key]:g}" for c in columns]
+        # A cell waiting for its manual grade is pending, not 0.
+        return ["pending" if c.key in row.pending else "" if row.scores.get(c.key) is None else f"{row.scores[c.key]:g}"
+                for c in columns]
 
     table = _table(labels, rows, per_exercise, "Grades (points per exercise)")
     console = Console(width=width)
     natural = Measurement.get(console, console.options.update_width(1 << 16), table).maximum  # unsqueezed width
     if natural <= width:
-        legend = ", ".join(f"{label}={c.notebook}:{c.grade_id} ({c.max_score:g})" for label, c in zip(labels, columns))
+        kinds = {"auto": "", "manual": ", by hand", "task": ", task, by hand"}
+        legend = ", ".join(f"{label}={c.notebook}:{c.grade_id} ({c.max_score:g}{kinds.get(c.kind, '')})"
+                           for label, c in zip(labels, columns))
         return table, f"Exercises: {legend}"
     notebooks = list(dict.fromkeys(c.notebook for c in columns))
 
     def per_notebook(row):
         cells = []
         for name in notebooks:
-            scores = [row.scores.get(c.key) for c in columns if c.notebook == name]
-            cells.append("" if all(s is None for s in scores) else f"{sum(s or 0 for s in scores):g}")
+            keys = [c.key for c in columns if c.notebook == name]
+            scores = [row.scores.get(k) for k in keys if k not in row.pending]
+            text = "" if all(s is None for s in scores) else f"{sum(s or 0 for s in scores):g}"
+            cells.append(text + ("+pending" if any(k in row.pending for k in keys) else ""))
         return cells
 
     table = _table([str(i + 1) for i in range(len(notebooks))], rows, per_notebook,
@@ -81,6 +90,8 @@ def notes_lines(rows: list[GradeRow]) -> list[str]:
     for row in rows:
         if row.reason:
             lines.append(f"{row.student_id} ({row.status}): {row.reason}")
+        if row.late_penalty or row.seconds_late:
+            lines.append(f"{row.student_id} (late): penalty {row.late_penalty:g} of {row.raw_score:g}")
         for flag in row.flags:
             lines.append(f"{row.student_id} (review, possible tampering): {flag}")
     return lines
@@ -92,6 +103,8 @@ def print_grades(columns: list[ExerciseColumn], rows: list[GradeRow], console: C
     table, legend = grades_table(columns, rows, console.width)
     console.print(table)
     console.print(legend, style="dim", markup=False, highlight=False)
+    if any(row.pending for row in rows):
+        console.print("pending = waiting for a manual grade in the formgrader (not counted as 0)", style="dim")
     lines = notes_lines(rows)
     if lines:
         console.print("[bold]Reasons and flags:[/bold]")

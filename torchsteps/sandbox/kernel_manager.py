@@ -5,7 +5,7 @@ nbgrader's execute step starts kernels through ``Execute.kernel_manager_class``;
 entry point started it, behind this boundary:
 
 - filesystem: a fresh root with read-only ``/usr`` and Python environment, a private writable copy of
-  the files the notebooks need (``workdir_files``, e.g. ``checks.py``) as the working directory, and a
+  the files the notebooks need (``workdir_files``: the assignment's handed-out files, e.g. ``checks.py``) as the working directory, and a
   private ``/tmp``. Nothing else of the course (``source/``, other students, ``gradebook.db``) exists
   inside;
 - no network: a new network namespace with no interfaces but loopback; the kernel talks to nbgrader
@@ -134,9 +134,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         "kill-everything cleanup never touch another's",
     ).tag(config=True)
     workdir_files = List(
-        Unicode(), ["checks.py"],
-        help="glob patterns of files copied from the notebook's folder into the kernel's working copy; "
-        "anything else there (other notebooks, files a student added such as a torch.py) stays outside",
+        Unicode(), [],
+        help="glob patterns of paths (relative to the notebook's folder, '/' separated) of files copied "
+        "into the kernel's working copy; anything else there (other notebooks, files a student added such "
+        "as a torch.py) stays outside. GuardedExecute adds the assignment's handed-out files (release/)",
     ).tag(config=True)
     runtime_dir = Unicode(
         "/var/tmp/torchsteps", help="where each sandbox's private folders (working copy, sockets) are made"
@@ -195,10 +196,22 @@ class SandboxedKernelManager(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     def _copy_workdir(self, cwd: str | None, dest: Path) -> None:
-        if cwd and os.path.isdir(cwd):
-            for entry in os.scandir(cwd):
-                if entry.is_file(follow_symlinks=False) and any(fnmatch(entry.name, p) for p in self.workdir_files):
-                    shutil.copyfile(entry.path, dest / entry.name)
+        """Copy the regular files of ``cwd`` whose relative path matches ``workdir_files`` to ``dest``.
+
+        Links are never followed (a student's folder could hold one to a file of the course).
+        """
+        if not (cwd and os.path.isdir(cwd) and self.workdir_files):
+            return
+        for dirpath, dirnames, filenames in os.walk(cwd):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, cwd).replace(os.sep, "/")
+                if os.path.islink(path) or not any(fnmatch(rel, p) for p in self.workdir_files):
+                    continue
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
 
     @property
     def kernel_uid(self) -> int:

@@ -1,0 +1,84 @@
+"""The hardening of nbgrader, as one call any course's ``nbgrader_config.py`` makes.
+
+    from torchsteps.nbgrader_plugins.hardening import harden
+    c = get_config()
+    harden(c)
+    # then the course's own settings: root, course_id, roster, limits, late penalty ...
+
+It sets nbgrader's preprocessor lists (upstream's order, with our replacements and additions), the
+sandboxed execute step, feedback without hidden tests, and the per-exercise export. Every setting is an
+ordinary nbgrader/traitlets setting, so ``nbgrader autograde``, the formgrader and
+``python -m torchsteps grade`` all use it; a course may override any of them after the call. What each
+step changes from stock nbgrader is listed in the README ("Deliberate differences from stock nbgrader").
+"""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+__all__ = ["harden"]
+
+
+def harden(c: Config) -> Config:
+    """Configure ``c`` (the ``get_config()`` of an ``nbgrader_config.py``) for hardened grading; returns ``c``."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearOutput,
+        GetGrades,
+        IgnorePattern,
+        LimitOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
+    )
+
+    from .execute import GuardedExecute
+    from .export import ExerciseCsvExport
+    from .preprocessors import (
+        DeduplicateGradeIds,
+        HideHiddenTests,
+        RestoreCellMetadata,
+        SaveAutoGradesKeepingManual,
+        StderrIsNotFailure,
+    )
+    from .tamper import FlagTampering
+
+    # Reading the submission: upstream's order, with two fixes: a duplicated graded cell no longer stops
+    # the submission (jupyter/nbgrader#1083), and flags a student changed on a graded or task cell are
+    # reset from the gradebook before OverwriteCells (which otherwise fails with "Inconsistent checksums").
+    c.Autograde.sanitize_preprocessors = [
+        ClearOutput,
+        DeduplicateGradeIds,
+        OverwriteKernelspec,
+        RestoreCellMetadata,
+        OverwriteCells,
+        CheckCellMetadata,
+    ]
+    # Executing student code: GuardedExecute starts every kernel in the sandbox
+    # (torchsteps.sandbox.SandboxedKernelManager) with the assignment's handed-out files (release/)
+    # as its working folder. StderrIsNotFailure: a warning from correct code costs no points.
+    # FlagTampering marks submissions that patch what the tests rely on for manual review. A cell graded by
+    # hand in the formgrader is never reopened by a later autograde (SaveAutoGradesKeepingManual).
+    c.Autograde.autograde_preprocessors = [
+        GuardedExecute,
+        StderrIsNotFailure,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGradesKeepingManual,
+        FlagTampering,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
+    # nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
+    c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+    c.GuardedExecute.interrupt_on_timeout = True
+    # A deleted test cell is put back from the gradebook and scores 0, instead of leaving the
+    # submission waiting for a manual grade.
+    c.OverwriteCells.add_missing_cells = True
+    # Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    # `nbgrader export`: stock CsvExportPlugin's columns, then one column per graded cell and the status.
+    c.ExportApp.plugin_class = ExerciseCsvExport
+    return c
