@@ -25,6 +25,8 @@ from pathlib import Path
 
 from nbgrader.apps.api import NbGraderAPI
 
+from ..constants import SELFCHECK_WHEEL_GLOB
+
 __all__ = ["SELFCHECK_DIR", "selfcheck_sources", "build_selfcheck_wheel", "release"]
 
 SELFCHECK_DIR = "selfcheck"
@@ -87,7 +89,7 @@ def build_selfcheck_wheel(release_dir: Path, root: Path) -> Path | None:
             cache.mkdir(parents=True, exist_ok=True)
             shutil.copy(built[0], cache / built[0].name)
             wheels = [cache / built[0].name]
-    for old in release_dir.glob("torchsteps_selfcheck-*.whl"):
+    for old in release_dir.glob(SELFCHECK_WHEEL_GLOB):
         old.unlink()
     return Path(shutil.copy(wheels[0], release_dir / wheels[0].name))
 
