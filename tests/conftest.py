@@ -121,3 +121,23 @@ def graded(tmp_path_factory):
             pytest.fail(f"`python -m torchsteps grade` failed on the {k} course:\n{stdout[-5000:]}")
         out[k] = GradedCourse(courses[k], stdout, before[k])
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A running PostgreSQL server shared by the session's tests (each uses its own database); stopped and deleted afterwards."""
+    from pgserver import PostgresServer, find_server_bindir
+
+    bindir = find_server_bindir()
+    if bindir is None:
+        message = ("PostgreSQL server programs (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin; "
+                   "install them: apt-get install -y postgresql")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()

@@ -19,6 +19,7 @@ from pathlib import Path
 def _grade(args) -> int:
     from rich.console import Console
 
+    from .grading.cluster import ClusterError, DaskCluster
     from .grading.course import course_assignments, open_api
     from .grading.driver import grade_class
     from .grading.outputs import write_outputs
@@ -37,8 +38,10 @@ def _grade(args) -> int:
         return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
+    scheduler = args.scheduler if args.scheduler is not None else DaskCluster(config=api.config).scheduler
     try:
-        check_sandbox()
+        if not scheduler:  # on a cluster, each worker's sandbox is checked where it runs
+            check_sandbox()
     except SandboxUnavailable as why:
         if not api.config.SandboxedKernelManager.get("allow_unsandboxed", False):
             console.print(
@@ -61,14 +64,19 @@ def _grade(args) -> int:
 
     which = f"students {', '.join(args.student)}" if args.student else "every submission"
     results = []
-    try:
-        for assignment in assignments:
-            console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({args.jobs} at a time)", markup=False)
+    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{args.jobs} at a time"
+    for assignment in assignments:
+        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({where})", markup=False)
+        try:
             results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only, students=args.student,
-                                   force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False))
-    except RosterError as why:
-        console.print(f"Cannot read the roster: {why}", markup=False)
-        return 2
+                                   force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False),
+                                   scheduler=scheduler)
+        except ClusterError as why:
+            console.print(f"[bold red]Cannot grade on the cluster:[/bold red] {why}")
+            return 2
+        except RosterError as why:
+            console.print(f"Cannot read the roster: {why}", markup=False)
+            return 2
     # every student's last outcome (results/status.py keeps them), not only those graded in this run
     outputs = write_outputs(api, assignments, report=not args.autograde_only)
     for assignment, columns, rows in outputs.tables:
@@ -124,6 +132,9 @@ def main(argv=None) -> int:
                        help="grade again submissions that did not change since they were last graded (default: only new or changed ones)")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
     grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
+    grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="grade on a Dask cluster: the scheduler's address, e.g. tcp://host:8786 (default: "
+                       "c.DaskCluster.scheduler in nbgrader_config.py; empty: on this machine)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
     rel = sub.add_parser("release", help="nbgrader generate_assignment, then the students' self-check wheel into release/")
     rel.add_argument("--assignment", default=argparse.SUPPRESS, help="default: the only one in c.Roster.assignments")

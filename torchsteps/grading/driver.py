@@ -22,6 +22,7 @@ from ..nbgrader_plugins.collect import collect_lms_downloads
 from ..nbgrader_plugins.tamper import METADATA_KEY
 from ..results.status import Status, SubmissionResult, read_status, write_status
 from .archives import write_feedback_archives
+from .cluster import grade_on_cluster
 from .course import register_roster
 from .incremental import DigestStore, submission_digest
 from .parallel import grade_in_parallel
@@ -169,7 +170,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
 
 
 def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, students=None,
-                force: bool = False, on_progress=None, on_note=None) -> list[SubmissionResult]:
+                force: bool = False, on_progress=None, on_note=None, scheduler: str = "") -> list[SubmissionResult]:
     """Release ``assignment_id``, then autograde and give feedback to the submissions in ``submitted/``.
 
     The roster is the gradebook: the course's roster CSV is imported first with nbgrader's
@@ -189,6 +190,9 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     ``on_progress(done, total, result)`` is called after each submission. The statuses are merged into
     :data:`torchsteps.results.status.STATUS_FILE` for the export; with feedback, one zip per student is
     written (:func:`torchsteps.grading.archives.write_feedback_archives`).
+
+    With ``scheduler`` (a Dask scheduler address, ``tcp://host:8786``), the submissions are graded by that
+    cluster's workers instead, one task per submission (:mod:`torchsteps.grading.cluster`); ``jobs`` is then unused.
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
@@ -221,7 +225,11 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
             to_grade.append(student_id)
         else:
             record(SubmissionResult(**dict(kept, seconds=0.0, unchanged=True)))
-    if jobs <= 1 or len(to_grade) <= 1:
+    if scheduler:
+        for result in grade_on_cluster(api, grade_submission, assignment_id, to_grade, known, expected, feedback,
+                                       scheduler, on_note):
+            record(result)
+    elif jobs <= 1 or len(to_grade) <= 1:
         for student_id in to_grade:
             record(grade_submission(api, assignment_id, student_id, known, expected, feedback))
     else:

@@ -112,22 +112,28 @@ class RestoreCellMetadata(NbGraderPreprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
         info = resources["nbgrader"]
+        # The notebook's cells in three reads, not three queries per cell (profiling: about 90 queries a
+        # notebook, 0.2 s or more of every notebook's autograde).
         with Gradebook(info["db_url"]) as gb:
+            try:
+                notebook = gb.find_notebook(info["notebook"], info["assignment"])
+            except MissingEntry:
+                return nb, resources
+            locked = {c.name: bool(c.locked) for c in notebook.source_cells}
+            solutions = {c.name for c in notebook.solution_cells}
+            grade_cells = {c.name: c for c in notebook.grade_cells}
+            task_cells = {c.name: c for c in notebook.task_cells}
             for cell in nb.cells:
                 meta = cell.metadata.get("nbgrader")
                 grade_id = meta.get("grade_id") if meta else None
-                if not grade_id:
-                    continue
-                try:
-                    source = gb.find_source_cell(grade_id, info["notebook"], info["assignment"])
-                except MissingEntry:
+                if not grade_id or grade_id not in locked:
                     continue
                 restore_flags(
                     meta,
-                    locked=bool(source.locked),
-                    solution=_find(gb.find_solution_cell, grade_id, info) is not None,
-                    grade_cell=_find(gb.find_grade_cell, grade_id, info),
-                    task_cell=_find(gb.find_task_cell, grade_id, info),
+                    locked=locked[grade_id],
+                    solution=grade_id in solutions,
+                    grade_cell=grade_cells.get(grade_id),
+                    task_cell=task_cells.get(grade_id),
                 )
         return nb, resources
 
@@ -147,10 +153,3 @@ def restore_flags(meta: dict, *, locked: bool, solution: bool, grade_cell=None, 
     else:
         meta.pop("points", None)
     return meta
-
-
-def _find(find, grade_id, info):
-    try:
-        return find(grade_id, info["notebook"], info["assignment"])
-    except MissingEntry:
-        return None

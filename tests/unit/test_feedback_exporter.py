@@ -1,0 +1,114 @@
+"""FeedbackHTMLExporter gives the page nbconvert's HTMLExporter gives (fast: no kernel, no grading).
+
+Both exporters render the same notebooks with the configuration ``nbgrader generate_feedback`` uses
+(nbgrader's ``feedback`` template); the stock page is BeautifulSoup's print of the rendered page, so ours,
+printed by BeautifulSoup, must be the same string. The notebooks carry what the accessibility pass
+touches: images with and without ``alt`` (markdown, PNG output, student HTML output, an ``alt`` hidden in
+another attribute's value, ``>`` inside a quoted value, a self-closing tag), ``<img`` inside a script, a
+style and a comment (left alone), student HTML that copies the classes of cell outputs, a ``tabindex``
+already set.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import nbformat
+import pytest
+from bs4 import BeautifulSoup
+from nbconvert.exporters import HTMLExporter
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbgrader.converters import GenerateFeedback
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
+
+from conftest import ASSIGNMENT, REPO
+from torchsteps.nbgrader_plugins.feedback import MISSING_ALT, FeedbackHTMLExporter, add_accessibility_attributes
+
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)).decode()
+
+STUDENT_HTML = (
+    '<div class="x jp-OutputArea-output">copied class</div>'
+    '<div class="jp-Cell-inputWrapper" tabindex="-1">tab set</div>'
+    "<img src='a.png'><img src=\"b.png\" alt=\"\"><img src=\"c>d.png\"/>"
+    '<img data-alt="x" title=\'alt="no"\' src="e.png">'
+    '<script>var s = "<img src=x>";</script><style>/* <img src=y> */</style><!-- <img src=z> -->'
+    "<IMG SRC='upper.png'>"
+)
+
+
+def _feedback_config() -> Config:
+    """The HTMLExporter configuration ``nbgrader generate_feedback`` runs with."""
+    return GenerateFeedback(coursedir=CourseDirectory(), config=Config()).config
+
+
+def _resources() -> dict:
+    """What nbgrader's GetGrades puts in the resources for the feedback template."""
+    return {"nbgrader": {"notebook": "02_creating_tensors", "score": 3.0, "max_score": 5.0, "late_penalty": 0}}
+
+
+def _notebooks() -> list[nbformat.NotebookNode]:
+    made = new_notebook(cells=[
+        new_markdown_cell("An image: ![a plot](plot.png) and <img src='raw.png'> and `<img src=code>`."),
+        new_code_cell("display(...)", outputs=[
+            new_output("display_data", data={"text/html": STUDENT_HTML, "text/plain": "html"}),
+            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
+            new_output("stream", name="stdout", text="<img src=printed> is text\n"),
+            new_output("error", ename="AssertionError", evalue="dtype <img>", traceback=["AssertionError: dtype"]),
+        ]),
+    ], metadata={"language_info": {"name": "python"}})
+    source = nbformat.read(str(REPO / "source" / ASSIGNMENT / "02_creating_tensors.ipynb"), as_version=4)
+    for cell in source.cells:  # as GetGrades leaves them
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            cell.metadata.nbgrader["score"] = cell.metadata.nbgrader["points"]
+    return [made, source]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["outputs", "source-notebook"])
+def test_the_page_is_the_stock_exporters(index):
+    nb = _notebooks()[index]
+    config = _feedback_config()
+    stock, _ = HTMLExporter(config=config).from_notebook_node(nb, _resources())
+    ours, _ = FeedbackHTMLExporter(config=config).from_notebook_node(nb, _resources())
+    assert "feedback" in config.HTMLExporter.template_name
+    assert str(BeautifulSoup(ours, features="html.parser")) == stock
+    if index == 0:
+        assert stock.count(MISSING_ALT) >= 4  # the test exercises the pass, it does not compare two no-ops
+
+
+
+def test_the_lab_templates_focusable_cells_get_a_tabindex():
+    """nbconvert's lab template (body class jp-Notebook): inputs and outputs become focusable, as stock."""
+    nb = _notebooks()[0]
+    stock, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    ours, _ = FeedbackHTMLExporter(template_name="lab").from_notebook_node(nb)
+    assert 'tabindex="0"' in stock
+    assert str(BeautifulSoup(ours, features="html.parser")) == stock
+
+
+def test_second_render_reuses_the_compiled_templates():
+    nb = _notebooks()[0]
+    config = _feedback_config()
+    first, _ = FeedbackHTMLExporter(config=config).from_notebook_node(nb, _resources())
+    exporter = FeedbackHTMLExporter(config=config)
+    again, _ = exporter.from_notebook_node(nb, _resources())
+    assert again == first
+    assert exporter.environment.bytecode_cache is not None
+
+
+def test_skipped_regions_and_attribute_forms():
+    html = ('<div class="jp-OutputArea-output"><body class="a jp-Notebook"><script>"<img src=a>"</script>'
+            '<img src="b" ALT="x"><img src=c /><div class=\'jp-OutputArea-output\'><div class="jp-Notebook">')
+    assert add_accessibility_attributes(html) == (
+        '<div class="jp-OutputArea-output"><body class="a jp-Notebook"><script>"<img src=a>"</script><img src="b" ALT="x">'
+        f'<img src=c alt="{MISSING_ALT}"/><div class=\'jp-OutputArea-output\' tabindex="0"><div class="jp-Notebook">'
+    )
+
+
+def test_the_course_uses_it_for_feedback():
+    from torchsteps.grading.course import load_config
+
+    assert load_config(REPO).GenerateFeedback.exporter_class is FeedbackHTMLExporter
