@@ -19,7 +19,7 @@ import zipfile
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
+from conftest import ASSIGNMENT, REPO, copy_course, tree_digest, write_roster
 from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.authoring.submissions import fill_solutions
 
@@ -242,14 +242,15 @@ def bad_class(tmp_path_factory):
     copy_course(course, demo_class=False)
     expect = build_class(course)
     roster = sorted(s for s in expect if s != "stranger")
+    write_roster(course, roster)
     with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(f"\nc.Roster.students = {[{'id': s} for s in roster]!r}\n")
         f.write("c.GuardedExecute.timeout = 10\nc.GuardedExecute.notebook_timeout = 40\n")
     before = tree_digest(course / "submitted")
     first = _grade(course)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     rows_first = _rows(course)
-    second = _grade(course, "--jobs", "1")  # sequential this time: parallel and sequential must agree
+    # sequential this time, and every submission again (--force): parallel and sequential must agree
+    second = _grade(course, "--jobs", "1", "--force")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     return course, expect, before, rows_first, _rows(course), first.stdout
 

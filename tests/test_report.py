@@ -73,7 +73,8 @@ def course(tmp_path_factory) -> Path:
     """A course graded by `python -m torchsteps grade`, then its report written by write_outputs."""
     root = tmp_path_factory.mktemp("report") / "course"
     root.mkdir()
-    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    for name in ("nbgrader_config.py", "students.csv"):  # the config and the roster
+        shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "source", root / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     # The release the students would get (no kernel needed); `grade` regenerates the same one.
     generated = open_api(root).generate_assignment(ASSIGNMENT, force=True)

@@ -44,7 +44,8 @@ FLAGS = ("grade", "solution", "task", "locked", "points")
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("kinds") / "course"
     shutil.copytree(FIXTURE / "source", root / "source")
-    shutil.copy(FIXTURE / "nbgrader_config.py", root / "nbgrader_config.py")
+    for name in ("nbgrader_config.py", "students.csv"):  # the config and the roster
+        shutil.copy(FIXTURE / name, root / name)
     api = open_api(root)
     register_roster(api)
     made = api.generate_assignment(ASSIGNMENT, force=True)

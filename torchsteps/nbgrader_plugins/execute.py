@@ -30,6 +30,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 from traitlets import Integer
 
+from ..constants import SELFCHECK_WHEEL_GLOB
 from ..sandbox import SandboxedKernelManager
 from .limits import OutputCap, WriteLimit
 
@@ -96,7 +97,8 @@ def handed_out_files(config, assignment_id: str | None) -> list[str]:
 
     These are what students were given beside the notebooks (nbgrader copies every such file of
     ``source/`` into the release and, at autograde, over the student's copy). Files nbgrader ignores
-    (``CourseDirectory.ignore``: checkpoints, ``__pycache__``) are left out. An empty list when the
+    (``CourseDirectory.ignore``: checkpoints, ``__pycache__``) and the self-check wheel the release step adds
+    (:data:`torchsteps.constants.SELFCHECK_WHEEL_GLOB`) are left out. An empty list when the
     assignment has no release folder (``nbgrader generate_assignment`` not run) or is unknown.
     """
     if not assignment_id:
@@ -105,5 +107,5 @@ def handed_out_files(config, assignment_id: str | None) -> list[str]:
     release = coursedir.format_path(coursedir.release_directory, ".", assignment_id)
     if not os.path.isdir(release):
         return []
-    files = find_all_files(release, list(coursedir.ignore) + ["*.ipynb"])
+    files = find_all_files(release, list(coursedir.ignore) + ["*.ipynb", SELFCHECK_WHEEL_GLOB])
     return sorted(os.path.relpath(f, release).replace(os.sep, "/") for f in files)

@@ -32,13 +32,18 @@ def harden(c: Config) -> Config:
         LimitOutput,
         OverwriteCells,
         OverwriteKernelspec,
-        SaveAutoGrades,
     )
 
     from .execute import GuardedExecute
     from .export import ExerciseCsvExport
     from .feedback import FeedbackExporter, HideGradingPaths
-    from .preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
+    from .preprocessors import (
+        DeduplicateGradeIds,
+        HideHiddenTests,
+        RestoreCellMetadata,
+        SaveAutoGradesKeepingManual,
+        StderrIsNotFailure,
+    )
     from .tamper import FlagTampering
 
     # Reading the submission: upstream's order, with two fixes: a duplicated graded cell no longer stops
@@ -55,14 +60,15 @@ def harden(c: Config) -> Config:
     # Executing student code: GuardedExecute starts every kernel in the sandbox
     # (torchsteps.sandbox.SandboxedKernelManager) with the assignment's handed-out files (release/)
     # as its working folder. StderrIsNotFailure: a warning from correct code costs no points.
-    # FlagTampering marks submissions that patch what the tests rely on for manual review.
+    # FlagTampering marks submissions that patch what the tests rely on for manual review. A cell graded by
+    # hand in the formgrader is never reopened by a later autograde (SaveAutoGradesKeepingManual).
     c.Autograde.autograde_preprocessors = [
         GuardedExecute,
         StderrIsNotFailure,
         IgnorePattern,
         ClearMetadataPreprocessor,
         LimitOutput,
-        SaveAutoGrades,
+        SaveAutoGradesKeepingManual,
         FlagTampering,
         AssignLatePenalties,
         CheckCellMetadata,
