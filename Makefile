@@ -26,10 +26,10 @@ test-deps: system-deps
 	@command -v chromium >/dev/null || { $(call APT_INSTALL,chromium); }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { $(call APT_INSTALL,postgresql); }
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml selfcheck/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . -e selfcheck
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,12 +51,13 @@ N ?= 100
 bench: $(STAMP) system-deps
 	$(BIN)/python -m torchsteps.authoring.bench --students $(N) $(if $(filter-out 100,$(N)),--scaling "",)
 
-# Regenerate release/ from source/ (what `make grade` does first) and the demo class from the catalogue.
+# Regenerate release/ from source/ (what `make grade` does first: nbgrader generate_assignment, then the
+# students' self-check wheel built from selfcheck/) and the demo class from the catalogue.
 release: $(STAMP)
-	$(BIN)/nbgrader generate_assignment pytorch_basics --force
+	$(BIN)/python -m torchsteps release
 
 demo-class: release
 	$(BIN)/python -m torchsteps demo-class
 
 clean:
-	rm -rf autograded feedback grades.csv gradebook.db
+	rm -rf autograded feedback feedback_zips grades.csv gradebook.db report .grading

@@ -7,6 +7,15 @@ Used by every nbgrader command run from this folder (``nbgrader generate_assignm
 import os
 
 from torchsteps.nbgrader_plugins.collect import NAMED_REGEXP, TIMESTAMP_FORMAT, LmsExtractorPlugin, LmsFileNameCollectorPlugin
+from torchsteps.nbgrader_plugins.exchange import (
+    NoCollect,
+    NoExchangeList,
+    NoFetchAssignment,
+    NoFetchFeedback,
+    NoReleaseAssignment,
+    NoReleaseFeedback,
+    NoSubmit,
+)
 from torchsteps.nbgrader_plugins.hardening import harden
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
@@ -35,23 +44,14 @@ c.CourseDirectory.db_url = os.environ.get(
 if c.CourseDirectory.db_url.startswith(("postgresql://", "postgres://")):
     c.CourseDirectory.db_url = "postgresql+psycopg2://" + c.CourseDirectory.db_url.split("://", 1)[1]
 
-# --- Roster: the assignment and the students, registered in the gradebook by `make grade` --------
+# --- Roster ---------------------------------------------------------------------------------------
+# The gradebook is the roster, as in nbgrader. Students come from students.csv (columns id, first_name,
+# last_name, email), imported by `make grade` with nbgrader's own `nbgrader db student import
+# students.csv`; students added with `nbgrader db student add|import` or in the formgrader are graded
+# too. Assignments are registered in the gradebook by `make grade`.
 c.Roster.assignments = [{"name": "pytorch_basics"}]
-c.Roster.students = [
-    {"id": "ada", "first_name": "Ada", "last_name": "Lindqvist"},
-    {"id": "ben", "first_name": "Ben", "last_name": "Okafor"},
-    {"id": "cleo", "first_name": "Cleo", "last_name": "Marchetti"},
-    {"id": "dev", "first_name": "Dev", "last_name": "Raman"},
-    {"id": "eli", "first_name": "Eli", "last_name": "Novak"},
-    {"id": "fay", "first_name": "Fay", "last_name": "Dubois"},
-    {"id": "gus", "first_name": "Gus", "last_name": "Almeida"},
-    {"id": "hana", "first_name": "Hana", "last_name": "Sato"},
-    {"id": "ivo", "first_name": "Ivo", "last_name": "Petrov"},
-    {"id": "jo", "first_name": "Jo", "last_name": "Mensah"},
-    {"id": "kim", "first_name": "Kim", "last_name": "Larsen"},
-    {"id": "lou", "first_name": "Lou", "last_name": "Fischer"},
-]
-# A submission from someone who is not on the roster is reported, not silently added.
+c.Roster.student_file = "students.csv"
+# A submission from someone who is not in the gradebook is reported, not silently added.
 c.Autograde.create_student = False
 
 # --- Submissions from an LMS bulk download (nbgrader zip_collect; `make grade` runs it first) -------
@@ -63,6 +63,19 @@ c.FileNameCollectorPlugin.named_regexp = NAMED_REGEXP
 c.LmsFileNameCollectorPlugin.timestamp_format = TIMESTAMP_FORMAT
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
 
+# --- No exchange ---------------------------------------------------------------------------------------
+# The course hands out release/ and collects through an LMS; feedback goes back as one zip per student
+# (feedback_zips/). Without these lines nbgrader looks for its shared exchange folder and the formgrader
+# warns that it does not exist; with them, release/collect through the exchange say what to do instead.
+# Remove them to use nbgrader's exchange.
+c.ExchangeFactory.list = NoExchangeList
+c.ExchangeFactory.release_assignment = NoReleaseAssignment
+c.ExchangeFactory.collect = NoCollect
+c.ExchangeFactory.release_feedback = NoReleaseFeedback
+c.ExchangeFactory.fetch_assignment = NoFetchAssignment
+c.ExchangeFactory.fetch_feedback = NoFetchFeedback
+c.ExchangeFactory.submit = NoSubmit
+
 # --- Executing student code -----------------------------------------------------------------------
 # Every kernel runs in a bubblewrap sandbox (torchsteps.sandbox): it sees a private copy of the files
 # handed out with the assignment (every file of release/<assignment>/ but the notebooks: here checks.py)
@@ -71,12 +84,22 @@ c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading
 # (`nbgrader autograde --help-all | grep -A3 SandboxedKernelManager` lists them); change one here, e.g.
 #   c.SandboxedKernelManager.memory_mb = 4096      # address space per process, MiB
 #   c.SandboxedKernelManager.cpu_seconds = 300     # CPU time per process, s
+#   c.SandboxedKernelManager.scratch_mb = 512      # bytes a notebook may have written, MiB (default 256)
+#   c.SandboxedKernelManager.scratch_inodes = 8192 # files + folders + links it may have (default 4096)
+# Everything a notebook may write (working folder, /tmp, /dev/shm, HOME, caches) is one tmpfs per kernel,
+# gone with the kernel; its pages are memory, so a notebook holds at most memory_mb + scratch_mb. Once it
+# is full the notebook's remaining cells are not run, with the reason on each.
 # Without a sandbox (not Linux, bubblewrap missing) grading stops, unless
 # c.SandboxedKernelManager.allow_unsandboxed = True (or `python -m torchsteps grade --unsandboxed`).
 
 c.GuardedExecute.timeout = 30  # seconds per cell
 c.GuardedExecute.notebook_timeout = 120  # seconds for the whole notebook
-c.GuardedExecute.max_output_bytes = 2_000_000  # output kept per notebook
+# Output kept, in characters (about bytes), counting every message kind (stream, display, update_display,
+# execute_result, error name/value/traceback, widget comms); the rest is dropped with a visible marker.
+c.GuardedExecute.max_output_bytes = 2_000_000  # per notebook
+c.GuardedExecute.max_cell_output_bytes = 500_000  # per cell
+# Feedback hides this course folder's path too (HideGradingPaths, set by harden()).
+c.HideGradingPaths.extra_paths = [c.CourseDirectory.root]
 # Output limit: lines per cell and traceback lines kept in the autograded notebook.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40

@@ -31,15 +31,21 @@ GRADE_TIMEOUT = 45 * 60
 
 
 def copy_course(dst: Path, *, demo_class: bool, extra_students=()) -> Path:
-    """A fresh course directory at ``dst``: config, source/, release/ and optionally the demo class."""
+    """A fresh course directory at ``dst``: config, roster, source/, release/ and optionally the demo class."""
     dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "nbgrader_config.py", dst / "nbgrader_config.py")
+    for name in ("nbgrader_config.py", "students.csv"):
+        shutil.copy(REPO / name, dst / name)
     for folder in ("source", "release") + (("submitted",) if demo_class else ()):
         shutil.copytree(REPO / folder, dst / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     if extra_students:
-        with (dst / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-            f.write(f"\nc.Roster.students = c.Roster.students + {[{'id': s} for s in extra_students]!r}\n")
+        with (dst / "students.csv").open("a", encoding="utf-8") as f:
+            f.writelines(f"{s},,,\n" for s in extra_students)
     return dst
+
+
+def write_roster(course: Path, students) -> None:
+    """Replace the course's roster CSV (imported by `grade` with `nbgrader db student import`) with ``students``."""
+    (course / "students.csv").write_text("id,first_name,last_name,email\n" + "".join(f"{s},,,\n" for s in students), encoding="utf-8")
 
 
 def write_submissions(course: Path, students: dict[str, dict[str, nbformat.NotebookNode]]) -> None:
@@ -52,6 +58,18 @@ def write_submissions(course: Path, students: dict[str, dict[str, nbformat.Noteb
 
 def tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def built_release(tmp_path_factory) -> Path:
+    """``release/<assignment>/`` of a course copy, made by the real release step (`python -m torchsteps release`,
+    what `make release` and `make grade` run: nbgrader generate_assignment, then the self-check wheel)."""
+    course = copy_course(tmp_path_factory.mktemp("release") / "course", demo_class=False)
+    shutil.rmtree(course / "release")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(course)}
+    done = subprocess.run([sys.executable, "-m", "torchsteps", "release"], cwd=course, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return course / "release" / ASSIGNMENT
 
 
 @dataclass

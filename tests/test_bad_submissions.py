@@ -13,12 +13,13 @@ import csv
 import json
 import subprocess
 import sys
+import unicodedata
 import zipfile
 
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
+from conftest import ASSIGNMENT, REPO, copy_course, tree_digest, write_roster
 from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.authoring.submissions import fill_solutions
 
@@ -34,6 +35,16 @@ MAX_POINTS = {
     for c in nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4).cells
     if c.metadata.get("nbgrader", {}).get("grade")
 }
+
+
+# Where the instructor's answer relies on the default float dtype, a student who changed it wrote the dtype out.
+REAL_WORLD_FLOAT32_ANSWERS = {
+    "scalar_tensor": "def scalar_tensor(x):\n    return torch.tensor(x, dtype=torch.float32) if type(x) is float else torch.tensor(x)\n",
+    "ramp": "def ramp(start, stop, count):\n    return torch.linspace(start, stop, count, dtype=torch.float32)\n",
+    "seeded_noise": "def seeded_noise(seed, shape):\n    g = torch.Generator().manual_seed(seed)\n"
+                    "    return torch.randn(shape, generator=g, dtype=torch.float32)\n",
+}
+REAL_WORLD = ["numpy_star", "torch_star", "default_float64", "colab", "schema_v1", "null_id", "pasted_cell", "zoë"]
 
 
 def _grade(course, *extra):
@@ -169,6 +180,47 @@ def build_class(course):
     secret = REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
     write("reads_source", with_answer(first, f"try:\n    print(open({str(secret)!r}).read()[:100])\nexcept OSError as e:\n    print('no access', e)\n" + answers[first]))
     expect["reads_source"] = ("flagged", "opens a file", None)
+    # --- real-world notebooks: every answer correct, one habit from a public bug report (issue 12) ---
+    def with_student_cell(nb, code):
+        nb = copy.deepcopy(nb)
+        at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "setup") + 1
+        nb.cells.insert(at, nbformat.v4.new_code_cell(code))
+        return nb
+
+    write("numpy_star", with_student_cell(good, "from numpy import *\nprint(min(3, 4), sum([1, 2]))"))
+    expect["numpy_star"] = ("full", "")
+    write("torch_star", with_student_cell(good, "from torch import *"))
+    expect["torch_star"] = ("full", "")
+    explicit = dict(answers, **REAL_WORLD_FLOAT32_ANSWERS)
+    write("default_float64", with_student_cell(fill_solutions(release, explicit), "import torch\ntorch.set_default_dtype(torch.float64)"))
+    expect["default_float64"] = ("full", "")
+    colab = json.loads(nbformat.writes(good))
+    colab["nbformat_minor"] = 0
+    colab["metadata"] = {"colab": {"provenance": []}, "kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    for i, cell in enumerate(colab["cells"]):
+        cell.pop("id", None)
+        cell["metadata"] = {"id": f"colab{i:04d}"}  # Colab keeps its own cell ids in the metadata
+    raw("colab", json.dumps(colab).encode())
+    expect["colab"] = ("full", "without nbgrader cell metadata")
+    schema1 = copy.deepcopy(good)
+    for cell in schema1.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata.nbgrader["schema_version"] = 1
+            cell.metadata.nbgrader.pop("cell_type", None)
+    write("schema_v1", schema1)
+    expect["schema_v1"] = ("full", "schema version 1")
+    null_id = json.loads(nbformat.writes(good))
+    null_id["cells"][2]["id"] = None
+    raw("null_id", json.dumps(null_id).encode())
+    expect["null_id"] = ("full", "without an id")
+    pasted = with_student_cell(good, "x = 1")
+    pasted.cells[2].metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "grade_id": "cell-4f2a1b", "schema_version": 3}
+    write("pasted_cell", pasted)
+    expect["pasted_cell"] = ("full", "another notebook")
+    nfd = course / "submitted" / unicodedata.normalize("NFD", "zoë") / ASSIGNMENT
+    nfd.mkdir(parents=True)
+    nbformat.write(good, str(nfd / f"{NOTEBOOK}.ipynb"))
+    expect["zoë"] = ("full", "another Unicode form")
     # --- who submits ------------------------------------------------------------------------------
     write("stranger", good)
     expect["stranger"] = ("error", "not on the roster")
@@ -190,14 +242,15 @@ def bad_class(tmp_path_factory):
     copy_course(course, demo_class=False)
     expect = build_class(course)
     roster = sorted(s for s in expect if s != "stranger")
+    write_roster(course, roster)
     with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(f"\nc.Roster.students = {[{'id': s} for s in roster]!r}\n")
         f.write("c.GuardedExecute.timeout = 10\nc.GuardedExecute.notebook_timeout = 40\n")
     before = tree_digest(course / "submitted")
     first = _grade(course)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     rows_first = _rows(course)
-    second = _grade(course, "--jobs", "1")  # sequential this time: parallel and sequential must agree
+    # sequential this time, and every submission again (--force): parallel and sequential must agree
+    second = _grade(course, "--jobs", "1", "--force")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     return course, expect, before, rows_first, _rows(course), first.stdout
 
@@ -251,8 +304,32 @@ def _check(student, row, expectation):
     "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
     "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
     "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct",
-    "patches_checks", "fake_equal", "reads_source", "lms.student",
+    "patches_checks", "fake_equal", "reads_source", "lms.student", *REAL_WORLD,
 ])
 def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):
     _, expect, _, rows, _, _ = bad_class
     _check(student, rows[student], expect[student])
+
+
+@pytest.mark.parametrize("student", REAL_WORLD)
+def test_real_world_notebooks_get_full_marks_no_flag_and_feedback(bad_class, student):
+    course, expect, _, rows, _, _ = bad_class
+    row = rows[student]
+    _check(student, row, expect[student])
+    assert row["needs_manual_grade"] != "1" and not row["flags"], f"{student}: flagged {row['flags']!r}"
+    assert (course / "feedback" / student / ASSIGNMENT / f"{NOTEBOOK}.html").is_file(), f"{student}: no feedback"
+
+
+def test_a_colab_notebook_whose_cells_cannot_be_recognised_gets_a_plain_reason(tmp_path):
+    from torchsteps.grading.staging import UnreadableSubmission, stage_submission
+
+    release = json.loads((REPO / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb").read_text(encoding="utf-8"))
+    stripped = copy.deepcopy(release)
+    for cell in stripped["cells"]:
+        cell["metadata"] = {}
+        cell["source"] = "print('rewritten')"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / f"{NOTEBOOK}.ipynb").write_text(json.dumps(stripped), encoding="utf-8")
+    expected = {NOTEBOOK: frozenset(MAX_POINTS) | {"setup"}}
+    with pytest.raises(UnreadableSubmission, match="no nbgrader cell metadata .*Colab"):
+        stage_submission(tmp_path / "in", tmp_path / "out", expected, {NOTEBOOK: release})

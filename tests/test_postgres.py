@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, COURSE_ID, REPO, copy_course, tree_digest
+from conftest import ASSIGNMENT, COURSE_ID, REPO, copy_course, tree_digest, write_roster
 from pgserver import URL_SCHEME
 from torchsteps.authoring.catalogue import by_notebook
 from torchsteps.authoring.demo_submissions import instructor_answers
@@ -56,8 +56,7 @@ def build_class(course: Path) -> dict[str, set[str]]:
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(nb, str(folder / f"{NOTEBOOK}.ipynb"))
-    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(f"\nc.Roster.students = {[{'id': s} for s in submissions]!r}\n")
+    write_roster(course, submissions)
     return {student: zero for student, (_, zero) in submissions.items()}
 
 

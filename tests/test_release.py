@@ -1,41 +1,53 @@
-"""release/ is exactly what `nbgrader generate_assignment` makes from source/, and gives nothing away."""
+"""release/ is exactly what the release step makes from source/ (notebooks, checks.py, the self-check wheel), and gives nothing away."""
 
 from __future__ import annotations
 
 import filecmp
-import subprocess
-import sys
+import zipfile
 
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course
+from conftest import ASSIGNMENT, REPO
 
 RELEASE = REPO / "release" / ASSIGNMENT
 SOURCE = REPO / "source" / ASSIGNMENT
 
 
-@pytest.fixture(scope="module")
-def fresh_release(tmp_path_factory):
-    course = copy_course(tmp_path_factory.mktemp("release") / "course", demo_class=False)
-    nbgrader = [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force"]
-    env_path = f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin:/bin"
-    done = subprocess.run(nbgrader, cwd=course, capture_output=True, text=True, env={"PATH": env_path, "HOME": str(course)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return course / "release" / ASSIGNMENT
+def _wheel_files(path):
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
 
 
-def test_release_equals_a_fresh_generate_assignment(fresh_release):
+def test_release_equals_a_fresh_release(built_release):
+    """`make release` = nbgrader generate_assignment + the self-check wheel (torchsteps.release); committed as made."""
     committed = sorted(p.name for p in RELEASE.iterdir())
-    generated = sorted(p.name for p in fresh_release.iterdir())
+    generated = sorted(p.name for p in built_release.iterdir())
     assert committed == generated
     for name in generated:
         if name.endswith(".ipynb"):
-            assert nbformat.read(str(RELEASE / name), as_version=4) == nbformat.read(str(fresh_release / name), as_version=4), (
+            assert nbformat.read(str(RELEASE / name), as_version=4) == nbformat.read(str(built_release / name), as_version=4), (
                 f"release/{ASSIGNMENT}/{name} is stale: run `make release` and commit it"
             )
+        elif name.endswith(".whl"):
+            # the package's files and entry point; METADATA and RECORD also name the setuptools version that built it
+            committed_files, built_files = (
+                {k: v for k, v in _wheel_files(path).items() if not k.endswith(("/METADATA", "/RECORD", "/WHEEL"))}
+                for path in (RELEASE / name, built_release / name)
+            )
+            assert committed_files == built_files, f"release/{ASSIGNMENT}/{name} is stale: run `make release` and commit it"
         else:
-            assert filecmp.cmp(RELEASE / name, fresh_release / name, shallow=False), f"release/{ASSIGNMENT}/{name} is stale"
+            assert filecmp.cmp(RELEASE / name, built_release / name, shallow=False), f"release/{ASSIGNMENT}/{name} is stale"
+
+
+def test_the_self_check_wheel_knows_the_course_of_the_release_and_nothing_else(built_release):
+    """course.json in the wheel is what the release notebooks say; only the plugin's modules come along."""
+    from torchsteps_selfcheck.course import read_release
+
+    wheel = _wheel_files(next(built_release.glob("torchsteps_selfcheck-*.whl")))
+    assert wheel["torchsteps_selfcheck/course.json"].decode() == read_release(built_release).to_json()
+    modules = sorted(n for n in wheel if not n.startswith("torchsteps_selfcheck-"))
+    assert modules == [f"torchsteps_selfcheck/{m}" for m in ("__init__.py", "course.json", "course.py", "plugin.py", "run.py")]
 
 
 @pytest.mark.parametrize("path", sorted(RELEASE.glob("*.ipynb")), ids=lambda p: p.stem)

@@ -73,7 +73,8 @@ def course(tmp_path_factory) -> Path:
     """A course graded by `python -m torchsteps grade`, then its report written by write_outputs."""
     root = tmp_path_factory.mktemp("report") / "course"
     root.mkdir()
-    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    for name in ("nbgrader_config.py", "students.csv"):  # the config and the roster
+        shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "source", root / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     # The release the students would get (no kernel needed); `grade` regenerates the same one.
     generated = open_api(root).generate_assignment(ASSIGNMENT, force=True)
@@ -214,10 +215,10 @@ def test_page_is_self_contained_and_escapes_student_text(page):
             if value is not None:
                 assert value.startswith(("data:image/png;base64,", "#")), f"<{tag} {name}={value[:80]!r}> refers outside the file"
     assert not re.search(r"https?://|url\(", page), "the page names an external resource"
-    assert 'http-equiv="Content-Security-Policy"' in page and "default-src &#x27;none&#x27;" in page
+    assert 'http-equiv="Content-Security-Policy"' in page and "default-src &#39;none&#39;" in page
     # The hostile message is there as text, never as markup, and without its ANSI codes.
     assert "\x1b" not in page
-    assert "&lt;script&gt;document.body.setAttribute(&#x27;data-pwned&#x27;,&#x27;1&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;document.body.setAttribute(&#39;data-pwned&#39;,&#39;1&#39;)&lt;/script&gt;" in page
     assert not any(name.startswith("on") for _, attrs in parsed.elements for name in attrs)
     assert [attrs.get("id") for tag, attrs in parsed.elements if tag == "img"] == ["score-distribution", "exercise-means"]
     assert len(parsed.scripts) == 1 and "data-pwned" not in parsed.scripts[0]

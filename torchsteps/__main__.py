@@ -1,9 +1,10 @@
 """Command line: ``python -m torchsteps grade`` (what ``make grade`` runs) and helpers.
 
-    python -m torchsteps [--course DIR] [--assignment NAME] grade
+    python -m torchsteps [--course DIR] grade [--assignment NAME] [--student ID ...] [--force]
         (without --assignment: every assignment of c.Roster.assignments, one after the other;
         grades.csv then holds every assignment in the gradebook, the report covers the ones graded)
-    python -m torchsteps demo-class [--course DIR]      # regenerate submitted/ from the mistake catalogue
+    python -m torchsteps [--course DIR] release [--assignment NAME]     # release/ and the students' self-check wheel
+    python -m torchsteps [--course DIR] demo-class                     # regenerate submitted/ from the mistake catalogue
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ def _grade(args) -> int:
     from .results.table import print_grades
     from .sandbox import SandboxUnavailable, check_sandbox
 
-    console = Console(width=200, stderr=False)
+    from .grading.archives import ARCHIVE_DIR
+    from .grading.course import RosterError
+
+    console = Console(stderr=False)  # the terminal's width (or COLUMNS); the table adapts to it
     api = open_api(args.course)
     assignments = [args.assignment] if args.assignment else course_assignments(api)
     if not assignments:
@@ -51,34 +55,56 @@ def _grade(args) -> int:
     def progress(done, total, result):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done)
-        mark = result.status.value if result.status is not Status.ERROR else f"ERROR: {result.reason}"
-        console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)")
+        if result.unchanged:
+            mark = "unchanged since it was graded (kept; --force grades it again)"
+        else:
+            mark = result.status.value if result.status is not Status.ERROR else f"ERROR: {result.reason}"
+        console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)",
+                      markup=False, highlight=False)
 
+    which = f"students {', '.join(args.student)}" if args.student else "every submission"
     results = []
     where = f"on the Dask cluster at {scheduler}" if scheduler else f"{args.jobs} at a time"
     for assignment in assignments:
-        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)} ({where})", markup=False)
+        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({where})", markup=False)
         try:
-            results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only,
-                                   on_progress=progress, on_note=lambda note: console.print(note, markup=False),
+            results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only, students=args.student,
+                                   force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False),
                                    scheduler=scheduler)
         except ClusterError as why:
             console.print(f"[bold red]Cannot grade on the cluster:[/bold red] {why}")
             return 2
+        except RosterError as why:
+            console.print(f"Cannot read the roster: {why}", markup=False)
+            return 2
+    # every student's last outcome (results/status.py keeps them), not only those graded in this run
     outputs = write_outputs(api, assignments, report=not args.autograde_only)
     for assignment, columns, rows in outputs.tables:
         if len(outputs.tables) > 1:
             console.print(assignment, style="bold", markup=False)
         print_grades(columns, rows, console)
     if outputs.report_path:
-        console.print(f"Report: {outputs.report_path}")
+        console.print(f"Report: {outputs.report_path}", markup=False)
     elapsed = time.perf_counter() - start
     submitted = [r for r in results if r.status is not Status.NOT_SUBMITTED]
     failed = [r for r in submitted if r.status is not Status.GRADED]
+    kept = [r for r in submitted if r.unchanged]
     console.print(
-        f"{len(submitted)} submissions in {elapsed:.1f} s ({elapsed / max(len(submitted), 1):.1f} s each); "
-        f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}"
+        f"{len(submitted)} submissions in {elapsed:.1f} s ({len(submitted) - len(kept)} run now, {len(kept)} unchanged and kept); "
+        f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}, "
+        f"one zip per student in {Path(api.coursedir.root) / ARCHIVE_DIR}/<assignment>/", markup=False,
     )
+    return 0
+
+
+def _release(args) -> int:
+    from .grading.course import default_assignment, open_api
+    from .grading.release import release
+
+    api = open_api(args.course)
+    args.assignment = args.assignment or default_assignment(api.config)
+    wheel = release(api, args.assignment)
+    print(f"released {args.assignment}; the students' self-check: {wheel.name if wheel else 'none (no test cell)'}")
     return 0
 
 
@@ -96,18 +122,26 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", default=".", help="course directory (holds nbgrader_config.py); default: current folder")
     parser.add_argument("--assignment", help="assignment to grade; default: every assignment of c.Roster.assignments "
-                        "(or, when it lists none, every folder of source/ holding a notebook)")
+                        "(or, when it lists none, every folder of source/ holding a notebook); also an option of each command")
     sub = parser.add_subparsers(dest="command", required=True)
     grade = sub.add_parser("grade", help="release, autograde submitted/, feedback, grades.csv, table")
+    grade.add_argument("--assignment", default=argparse.SUPPRESS, help="the assignment to grade; default: every assignment of c.Roster.assignments")
+    grade.add_argument("--student", action="append", metavar="ID",
+                       help="grade only this student's submission (repeat for several; default: every folder of submitted/)")
+    grade.add_argument("--force", action="store_true",
+                       help="grade again submissions that did not change since they were last graded (default: only new or changed ones)")
     grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
     grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
     grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="grade on a Dask cluster: the scheduler's address, e.g. tcp://host:8786 (default: "
                        "c.DaskCluster.scheduler in nbgrader_config.py; empty: on this machine)")
     grade.add_argument("--unsandboxed", action="store_true", help="run student code without the sandbox (unsafe; only where none can be made)")
-    sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
+    rel = sub.add_parser("release", help="nbgrader generate_assignment, then the students' self-check wheel into release/")
+    rel.add_argument("--assignment", default=argparse.SUPPRESS, help="default: the only one in c.Roster.assignments")
+    demo = sub.add_parser("demo-class", help="regenerate the demo class in submitted/ from the mistake catalogue")
+    demo.add_argument("--assignment", default=argparse.SUPPRESS, help="default: the only one in c.Roster.assignments")
     args = parser.parse_args(argv)
-    handler = {"grade": _grade, "demo-class": _demo_class}[args.command]
+    handler = {"grade": _grade, "release": _release, "demo-class": _demo_class}[args.command]
     return handler(args)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nbgrader import utils as _nbgrader_utils
 
-__all__ = ["is_test_cell", "is_answer_cell", "FLAG_COMMENT_PREFIX"]
+__all__ = ["is_test_cell", "is_answer_cell", "FLAG_COMMENT_PREFIX", "SELFCHECK_WHEEL_GLOB"]
 
 # How a review flag's comment on a cell starts (``Comment.auto_comment`` in the gradebook): written by
 # nbgrader_plugins.tamper.FlagTampering, read back by results.export for grades.csv and the report.
@@ -23,3 +23,8 @@ def is_test_cell(cell) -> bool:
 def is_answer_cell(cell) -> bool:
     """A cell where the student writes (nbgrader's solution cells, autograded or manually graded)."""
     return _nbgrader_utils.is_solution(cell)
+
+
+# The students' self-check wheel that the release step adds to release/<assignment>/ (torchsteps.grading.release):
+# handed out to students, but not one of the assignment's own files (not in source/, not needed by a kernel).
+SELFCHECK_WHEEL_GLOB = "torchsteps_selfcheck-*.whl"

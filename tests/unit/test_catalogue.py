@@ -13,7 +13,8 @@ from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.authoring.submissions import fill_solutions, grade_ids, solution_ids
 
 KINDS = {"dtype", "shape", "shares-memory", "mutates-input", "hard-coded", "rounding", "legacy-constructor",
-         "device", "raises", "hides-error", "wrong-values"}
+         "device", "raises", "hides-error", "wrong-values",
+         "layout", "zero-dim", "empty", "precision", "identity", "availability"}
 CATALOGUES = load_all()
 
 
@@ -51,3 +52,16 @@ def test_catalogue_entries(catalogue):
 def test_the_catalogue_has_hard_coded_and_raising_mistakes():
     kinds = {m.kind for c in CATALOGUES for e in c.exercises for m in e.mistakes}
     assert {"hard-coded", "raises"} <= kinds
+
+
+def test_the_catalogue_has_every_kind_of_input_the_texts_promise():
+    # issue 12: non-contiguous views, 0-dim and empty inputs, values float32 cannot hold, new objects,
+    # device availability, and module parameters' requires_grad (a mutated input)
+    kinds = {m.kind for c in CATALOGUES for e in c.exercises for m in e.mistakes}
+    assert {"layout", "zero-dim", "empty", "precision", "identity", "availability", "mutates-input"} <= kinds
+    names = {(e.solution_id, m.name) for c in CATALOGUES for e in c.exercises for m in e.mistakes}
+    assert {("to_tensor_copy", "item-for-0-dim"), ("add_one_shared", "ascontiguous"), ("round_to_int", "float32-first"),
+            ("pick_device", "cuda-branch-not-assigned"), ("pick_device", "never-checks-cuda"),
+            ("apply_layer", "freezes-layer")} <= names
+    alternatives = {(e.solution_id, a.name) for c in CATALOGUES for e in c.exercises for a in e.alternatives}
+    assert ("mean_as_float", "mean-of-row-means") in alternatives

@@ -121,3 +121,123 @@ def test_snapshot_and_check_unchanged():
     i = torch.arange(3)
     before = checks.snapshot(i)
     fails_with(checks.check_unchanged, i.float(), before, match="was modified")
+
+
+def test_a_failed_value_check_names_the_first_differing_element_and_only_shows_expected_when_asked():
+    got, want = torch.tensor([[1.0, 2.0], [3.0, 5.0]]), torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    fails_with(checks.check_tensor, got, want, "f(x)", match=r"1 of 4 .*first at index \(1, 1\): got 5\.0$")
+    fails_with(checks.check_tensor, got, want, "f(x)", show_expected=True, match=r"got 5\.0, expected 4\.0")
+    fails_with(checks.check_tensor, torch.tensor(2), torch.tensor(3), match="for the single element: got 2$")
+    fails_with(checks.check_tensor, torch.tensor([1.1]), torch.tensor([1.0]), rtol=0.0, atol=1e-3,
+               match=r"tolerance: atol=0\.001")
+    fails_with(checks.check_ndarray, np.array([[0, 7]]), np.array([[0, 6]]), show_expected=True,
+               match=r"first at index \(0, 1\): got 7, expected 6")
+    fails_with(checks.check_value, 2, 3, show_expected=True, match="got 2, expected 3")
+    fails_with(checks.check_value, 2, 3, match="got 2$")
+
+
+def test_check_value_takes_a_numpy_bool_for_a_bool_but_not_for_an_int():
+    checks.check_value(np.bool_(True), True)
+    fails_with(checks.check_value, np.bool_(True), False, match="wrong value")
+    fails_with(checks.check_value, np.bool_(True), 1, match="expected type int")
+
+
+@pytest.mark.parametrize("kind", checks.LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64, torch.bfloat16, torch.bool])
+def test_layout_gives_the_kind_of_view_asked_for_with_the_dtype_kept_under_any_default_dtype(kind, dtype):
+    x = (torch.arange(24, dtype=torch.float64).reshape(2, 3, 4) % 5).to(dtype)
+    torch.set_default_dtype(torch.float64)
+    try:
+        view = checks.layout(x, kind)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert view.dtype == dtype and view.shape == x.shape
+    if kind == "expanded":
+        assert view.stride(0) == 0 and torch.equal(view, x[:1].expand(x.shape))
+    else:
+        assert torch.equal(view, x)
+        assert view.is_contiguous() == (kind == "contiguous")
+    a = checks.layout(x.to(torch.int64).numpy(), kind)
+    assert a.shape == tuple(x.shape) and a.flags.c_contiguous == (kind == "contiguous")
+
+
+def test_check_shares_memory_handles_bfloat16_and_expanded_views():
+    t = torch.zeros(3, 4, dtype=torch.bfloat16)
+    checks.check_shares_memory(t.T, t)
+    checks.check_shares_memory(t.clone(), t, expected=False)
+    e = torch.zeros(1, 3).expand(4, 3)
+    checks.check_shares_memory(e.numpy(), e)
+
+
+def test_check_unchanged_sees_requires_grad_device_and_dtype():
+    w = torch.ones(3, requires_grad=True)
+    before = checks.snapshot(w)
+    assert before.requires_grad and before is not w
+    checks.check_unchanged(w, before, "w")
+    w.requires_grad_(False)
+    fails_with(checks.check_unchanged, w, before, "w", match=r"requires_grad changed from True to False")
+    t = torch.ones(2)
+    before = checks.snapshot(t)
+    fails_with(checks.check_unchanged, t.to("meta"), before, match="dtype or device")
+
+
+def test_module_snapshot_covers_every_parameter_buffer_and_the_mode():
+    layer = torch.nn.BatchNorm1d(3)
+    before = checks.snapshot(layer)
+    checks.check_unchanged(layer, before, "layer")
+    layer.bias.requires_grad_(False)
+    fails_with(checks.check_unchanged, layer, before, "layer", match=r"layer\.bias: was modified \(requires_grad")
+    layer = torch.nn.BatchNorm1d(3)
+    before = checks.snapshot(layer)
+    layer.running_mean += 1
+    fails_with(checks.check_unchanged, layer, before, "layer", match=r"layer\.running_mean: was modified")
+    layer = torch.nn.BatchNorm1d(3)
+    before = checks.snapshot(layer)
+    layer.eval()
+    fails_with(checks.check_unchanged, layer, before, "layer", match="eval mode")
+
+
+def test_list_snapshot_and_check_new_object():
+    a, b = torch.ones(2), torch.zeros(3)
+    items = [a, b]
+    before = checks.snapshot(items)
+    checks.check_unchanged(items, before, "xs")
+    items[0] = a.clone()
+    fails_with(checks.check_unchanged, items, before, "xs", match="replaced")
+    items[0] = a
+    b.add_(1)
+    fails_with(checks.check_unchanged, items, before, "xs", match=r"xs\[1\]: was modified")
+    empty = []
+    fails_with(checks.check_new_object, empty, empty, "f(xs)", match="returned its input itself")
+    checks.check_new_object([], empty)
+
+
+def test_simulated_availability_and_default_dtype_restore_what_was_there():
+    real_cuda, real_mps = torch.cuda.is_available, torch.backends.mps.is_available
+    with checks.simulated_availability(cuda=True, mps=False):
+        assert torch.cuda.is_available() is True and torch.backends.mps.is_available() is False
+        assert torch.mps.is_available() is False
+    assert torch.cuda.is_available is real_cuda and torch.backends.mps.is_available is real_mps
+    with pytest.raises(ZeroDivisionError), checks.simulated_availability(cuda=False, mps=True):
+        1 / 0
+    assert torch.cuda.is_available is real_cuda
+    torch.set_default_dtype(torch.float64)
+    try:
+        with checks.default_dtype(torch.float32):
+            assert torch.tensor(1.5).dtype == torch.float32
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_unchanged_global_rng_and_one_device_per_operation():
+    with checks.unchanged_global_rng("f"):
+        torch.randn(3, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(AssertionError, match="f: changed the global random state"):
+        with checks.unchanged_global_rng("f"):
+            torch.randn(3)
+    with checks.one_device_per_operation("f"):
+        torch.ones(2, device="meta") + torch.tensor(1.0)   # a 0-dim CPU tensor may join
+    with pytest.raises(AssertionError, match=r"f: matmul \(on cpu and meta\)"):
+        with checks.one_device_per_operation("f"):
+            torch.ones(2, 2) @ torch.ones(2, 2, device="meta")

@@ -111,4 +111,8 @@ def test_skipped_regions_and_attribute_forms():
 def test_the_course_uses_it_for_feedback():
     from torchsteps.grading.course import load_config
 
-    assert load_config(REPO).GenerateFeedback.exporter_class is FeedbackHTMLExporter
+    from torchsteps.nbgrader_plugins.feedback import FeedbackExporter
+
+    # FeedbackExporter (issue 11: CSP, sanitized) is this exporter with nbgrader's template wrapped.
+    assert load_config(REPO).GenerateFeedback.exporter_class is FeedbackExporter
+    assert issubclass(FeedbackExporter, FeedbackHTMLExporter)

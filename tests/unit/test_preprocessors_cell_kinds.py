@@ -22,6 +22,7 @@ from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, OverwriteCe
 from torchsteps.grading.course import open_api, register_roster
 from torchsteps.nbgrader_plugins.preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
 from torchsteps.nbgrader_plugins.tamper import COMMENT_PREFIX, FlagTampering
+from torchsteps.results.export import collect_rows
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "other_course"
 ASSIGNMENT, NOTEBOOK, STUDENT = "weather_log", "temperatures", "ana"
@@ -43,7 +44,8 @@ FLAGS = ("grade", "solution", "task", "locked", "points")
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("kinds") / "course"
     shutil.copytree(FIXTURE / "source", root / "source")
-    shutil.copy(FIXTURE / "nbgrader_config.py", root / "nbgrader_config.py")
+    for name in ("nbgrader_config.py", "students.csv"):  # the config and the roster
+        shutil.copy(FIXTURE / name, root / name)
     api = open_api(root)
     register_roster(api)
     made = api.generate_assignment(ASSIGNMENT, force=True)
@@ -237,3 +239,7 @@ def test_tampering_is_looked_for_only_in_cells_the_student_writes(course, grade_
             assert comments[target].startswith(f"{COMMENT_PREFIX}cell {position} (under \"")
             assert "opens a file" in comments[target]
             assert all(g.needs_manual_grade for g in notebook.grades)
+        # grades.csv and the report read the flag back from the gradebook.
+        (row,) = [r for r in collect_rows(gb, root, ASSIGNMENT)[1] if r.student_id == STUDENT]
+        expected = (f"{NOTEBOOK}: {comments[target][len(COMMENT_PREFIX):]}",) if student_writes else ()
+        assert (row.flags, row.flagged) == (expected, student_writes)

@@ -79,3 +79,48 @@ def test_unreadable_notebooks_give_a_plain_reason(tmp_path, content, reason):
     _write(submitted, "01_intro.ipynb", content)
     with pytest.raises(UnreadableSubmission, match=reason.replace("(", r"\(").replace(")", r"\)")):
         stage_submission(submitted, tmp_path / "staged", EXPECTED)
+
+
+# --- real-world notebooks (issue 12) -------------------------------------------------------------------
+
+def _graded(grade_id, source, **flags):
+    meta = {"grade_id": grade_id, "grade": False, "solution": False, "locked": False, "schema_version": 3, **flags}
+    return new_code_cell(source, metadata={"nbgrader": meta})
+
+
+def _release():
+    cells = [_graded("a", "def a():\n    raise NotImplementedError()", solution=True),
+             _graded("test_a", "assert a() == 1", grade=True, locked=True, points=1)]
+    return json.loads(nbformat.writes(new_notebook(cells=cells)))
+
+
+def test_schema_1_null_ids_and_a_pasted_foreign_cell_are_repaired(tmp_path):
+    nb = _release()
+    for cell in nb["cells"]:
+        cell["metadata"]["nbgrader"]["schema_version"] = 1
+    nb["cells"][0]["id"] = None
+    pasted = json.loads(nbformat.writes(new_notebook(cells=[_graded("cell-9f", "x = 2", solution=True)])))["cells"][0]
+    nb["cells"].insert(1, pasted)
+    _write(tmp_path / "in", "01_intro.ipynb", nb)
+    notes = stage_submission(tmp_path / "in", tmp_path / "out", {"01_intro": frozenset({"a", "test_a"})})
+    assert any("schema version 1 upgraded to 3" in n for n in notes)
+    assert any('"id": null' in n for n in notes) and any("grade_id cell-9f" in n for n in notes)
+    staged = nbformat.read(str(tmp_path / "out" / "01_intro.ipynb"), as_version=4)
+    nbformat.validate(staged)
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in staged.cells] == ["a", None, "test_a"]
+    assert all(c.metadata["nbgrader"]["schema_version"] == 3 for c in staged.cells if "nbgrader" in c.metadata)
+
+
+def test_a_notebook_without_nbgrader_metadata_gets_it_back_from_the_release(tmp_path):
+    release = _release()
+    colab = json.loads(json.dumps(release))
+    colab["cells"][0]["source"] = "def a():\n    return 1"
+    colab["cells"].insert(1, json.loads(nbformat.writes(new_notebook(cells=[new_code_cell("print(a())")])))["cells"][0])
+    for cell in colab["cells"]:
+        cell["metadata"] = {"id": "colab"}
+    _write(tmp_path / "in", "01_intro.ipynb", colab)
+    notes = stage_submission(tmp_path / "in", tmp_path / "out", {"01_intro": frozenset({"a", "test_a"})}, {"01_intro": release})
+    assert any("recognised 2 of 2 graded cells" in n for n in notes)
+    staged = nbformat.read(str(tmp_path / "out" / "01_intro.ipynb"), as_version=4)
+    # the answer cell is the one that still starts with `def a():`, not the student's own cell after it
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in staged.cells] == ["a", None, "test_a"]

@@ -84,8 +84,7 @@ def _course_copy(dst: Path, submissions: Path | None, students: list[str], stock
         (dst / "nbgrader_config.py").write_text(STOCK_CONFIG.format(root=str(dst), course_id=COURSE_ID))
     else:
         shutil.copy(REPO / "nbgrader_config.py", dst / "nbgrader_config.py")
-        with (dst / "nbgrader_config.py").open("a") as f:
-            f.write(f"\nc.Roster.students = {[{'id': s} for s in students]!r}\n")
+        (dst / "students.csv").write_text("id\n" + "".join(f"{s}\n" for s in students), encoding="utf-8")
     return dst
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 
 from .catalogue import Exercise, NotebookCatalogue, by_notebook
-from ..grading.course import Roster, load_config
+from ..grading.course import read_student_file
 from .submissions import fill_solutions
 
 __all__ = ["Profile", "PROFILES", "instructor_answers", "answers_for", "expected_scores", "write_demo_class"]
@@ -133,12 +133,12 @@ def write_demo_class(course: Path, assignment: str) -> list[Path]:
     """(Re)write ``submitted/<student>/<assignment>/*.ipynb`` for every demo profile.
 
     Raises:
-        ValueError: if a profile's student is not on the roster in ``nbgrader_config.py``.
+        ValueError: if a profile's student is not on the course's roster CSV (``students.csv``).
     """
-    roster = {s["id"] for s in Roster(config=load_config(course)).students}
+    roster = {row.get("id") for row in read_student_file(course)}
     missing = sorted(set(PROFILES) - roster)
     if missing:
-        raise ValueError(f"demo students not on the roster in nbgrader_config.py: {missing}")
+        raise ValueError(f"demo students not on the roster (students.csv): {missing}")
     written = []
     for name, catalogue in by_notebook().items():
         source_nb = _read(course / "source" / assignment / f"{name}.ipynb")

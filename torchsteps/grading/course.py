@@ -14,27 +14,38 @@ from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.utils import parse_utc
-from traitlets import Dict, List
+from traitlets import Dict, List, Unicode
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
-__all__ = ["Roster", "load_config", "open_api", "register_roster", "default_assignment", "course_assignments"]
+__all__ = ["Roster", "RosterError", "load_config", "open_api", "register_roster", "import_students", "read_student_file",
+           "default_assignment", "course_assignments"]
 
 CONFIG_FILE = "nbgrader_config.py"
 
 
 class Roster(Configurable):
-    """The assignments and students of the course, set in ``nbgrader_config.py``.
+    """The assignments of the course, and the CSV file its students are imported from.
 
-    nbgrader 0.9 no longer reads a roster from its config (``db_students`` was removed), so this
-    class holds it and :func:`register_roster` writes it to the gradebook through nbgrader's API.
+    The gradebook is the roster, as in nbgrader: whoever is a student there (imported from
+    ``student_file``, added with ``nbgrader db student add|import`` or in the formgrader) is graded.
+    nbgrader 0.9 no longer reads assignments from its config (``db_assignments`` was removed), so this
+    class holds them and :func:`register_roster` writes them to the gradebook through nbgrader's API.
     """
 
     assignments = List(
         Dict(), help="[{'name': ..., 'duedate': '2026-03-15 17:00:00 UTC'}, ...]; the due date (parsed by "
         "nbgrader.utils.parse_utc, UTC when no zone is given) is what late penalties count from",
     ).tag(config=True)
-    students = List(Dict(), help="[{'id': ..., 'first_name': ..., 'last_name': ...}, ...]").tag(config=True)
+    student_file = Unicode(
+        "students.csv",
+        help="CSV roster in the course folder (columns id, first_name, last_name, email, lms_user_id), imported into "
+             "the gradebook before grading with nbgrader's `db student import`; '' to keep students only in the gradebook",
+    ).tag(config=True)
+
+
+class RosterError(RuntimeError):
+    """The roster file cannot be imported (missing ``id`` column, unreadable file)."""
 
 
 def default_assignment(config: Config) -> str:
@@ -97,8 +108,52 @@ def open_api(root: str | os.PathLike, config: Config | None = None) -> NbGraderA
     return NbGraderAPI(coursedir=coursedir, config=config)
 
 
-def register_roster(api: NbGraderAPI) -> Roster:
-    """Create or update the roster's assignments and students in the gradebook; returns the roster."""
+def read_student_file(root: str | os.PathLike, config: Config | None = None) -> list[dict]:
+    """The rows of the course's roster CSV (``Roster.student_file``), or ``[]`` when it has none."""
+    import csv
+
+    config = config if config is not None else load_config(root)
+    name = Roster(config=config).student_file
+    path = Path(root) / name if name else None
+    if path is None or not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def import_students(api: NbGraderAPI, path: str | os.PathLike) -> None:
+    """Import a CSV roster into the gradebook with nbgrader's own ``nbgrader db student import`` (in process).
+
+    Raises:
+        RosterError: when nbgrader refuses the file (no ``id`` column, no such file); the message says why.
+    """
+    import io
+    import logging
+
+    from nbgrader.apps.dbapp import DbStudentImportApp
+
+    app = DbStudentImportApp(config=api.config)
+    app.log_level = logging.WARNING  # one line per student otherwise; make grade prints a summary
+    app.coursedir = api.coursedir
+    app.extra_args = [str(path)]
+    messages = io.StringIO()
+    handler = logging.StreamHandler(messages)
+    handler.setLevel(logging.ERROR)
+    app.log.addHandler(handler)
+    try:
+        app.start()
+    except SystemExit:  # nbgrader's apps report a bad file with log.error + sys.exit(1)
+        raise RosterError(f"nbgrader db student import {path}: {messages.getvalue().strip() or 'failed'}") from None
+    finally:
+        app.log.removeHandler(handler)
+
+
+def register_roster(api: NbGraderAPI) -> set[str]:
+    """Register the assignments and import the roster CSV into the gradebook; the gradebook's student ids.
+
+    Raises:
+        RosterError: if the roster file is named but cannot be imported.
+    """
     roster = Roster(config=api.config)
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         for assignment in roster.assignments:
@@ -106,7 +161,9 @@ def register_roster(api: NbGraderAPI) -> Roster:
             if isinstance(fields.get("duedate"), str):
                 fields["duedate"] = parse_utc(fields["duedate"])
             gb.update_or_create_assignment(assignment["name"], **fields)
-        for student in roster.students:
-            fields = {k: v for k, v in student.items() if k != "id"}
-            gb.update_or_create_student(student["id"], **fields)
-    return roster
+    if roster.student_file:
+        path = Path(api.coursedir.root) / roster.student_file
+        if path.is_file():
+            import_students(api, path)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        return {s.id for s in gb.students}

@@ -8,8 +8,10 @@ status and a plain-language reason.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -21,9 +23,12 @@ from nbgrader.utils import temp_attrs
 from ..nbgrader_plugins.collect import collect_lms_downloads
 from ..nbgrader_plugins.tamper import METADATA_KEY
 from ..results.status import Status, SubmissionResult, read_status, write_status
+from .archives import write_feedback_archives
 from .cluster import grade_on_cluster
 from .course import register_roster
+from .incremental import DigestStore, submission_digest
 from .parallel import grade_in_parallel
+from .release import release
 from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
 
 __all__ = ["list_submissions", "grade_submission", "grade_class"]
@@ -37,15 +42,34 @@ warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in
 def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
     """Student ids with a ``submitted/<student>/<assignment_id>/`` folder, sorted.
 
-    A student with a folder for another assignment only has not submitted this one: not listed.
+    A student with a folder for another assignment only has not submitted this one: not listed. Ids are in
+    Unicode normal form C: a folder copied from a Mac (``zoe`` + combining diaeresis, NFD) is the same
+    student as the roster's ``zoë`` (:func:`submission_folder` finds it again).
     """
     submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
     if not submitted.is_dir():
         return []
-    return sorted(
-        p.name for p in submitted.iterdir()
+    return sorted({
+        unicodedata.normalize("NFC", p.name) for p in submitted.iterdir()
         if p.is_dir() and not p.name.startswith(".") and (p / assignment_id).is_dir()
-    )
+    })
+
+
+def submission_folder(submitted: Path, student_id: str) -> Path:
+    """``submitted/<student_id>``, or the folder whose name is another Unicode normal form of the same id."""
+    exact = submitted / student_id
+    if exact.is_dir() or not submitted.is_dir():
+        return exact
+    for p in submitted.iterdir():
+        if p.is_dir() and unicodedata.normalize("NFC", p.name) == unicodedata.normalize("NFC", student_id):
+            return p
+    return exact
+
+
+def release_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, dict]:
+    """``{notebook name: released notebook (JSON)}``, to recognise the cells of a notebook saved without metadata."""
+    folder = Path(api.coursedir.root) / api.coursedir.release_directory / assignment_id
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.ipynb"))}
 
 
 _BOILERPLATE = (
@@ -111,25 +135,39 @@ def expected_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, frozen
         return {nb.name: frozenset(c.name for c in nb.source_cells) for nb in gb.find_assignment(assignment_id).notebooks}
 
 
-def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, roster_ids: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
+def _create_student(api: NbGraderAPI) -> bool:
+    """nbgrader's ``Autograde.create_student`` (default True): may autograde add unknown students?"""
+    return bool(api.config.Autograde.get("create_student", True))
+
+
+def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, known_students: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
     """Autograde one submission and (with ``feedback``) generate its feedback; never raises for a bad submission.
 
+    ``known_students``: the student ids of the gradebook (the roster). With nbgrader's
+    ``c.Autograde.create_student = False`` anyone else gets an error, as stock autograde refuses them.
     nbgrader reads a staged copy (:mod:`torchsteps.grading.staging`), so ``submitted/`` is never written.
     """
     start = time.perf_counter()
     result = SubmissionResult(student_id, assignment_id, status=Status.ERROR)
     root = Path(api.coursedir.root)
-    folder = root / api.coursedir.submitted_directory / student_id / assignment_id
+    student_folder = submission_folder(root / api.coursedir.submitted_directory, student_id)
+    folder = student_folder / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
         if not folder.is_dir():
             result.status = Status.NOT_SUBMITTED
             result.finished = time.time()
             return result
-        if roster_ids and student_id not in roster_ids:
-            raise UnreadableSubmission(f"student '{student_id}' is not on the roster (nbgrader_config.py, c.Roster.students)")
+        if not _create_student(api) and student_id not in known_students:
+            raise UnreadableSubmission(
+                f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "
+                "or with `nbgrader db student add|import`, or in the formgrader"
+            )
         staged = root / STAGING_DIR / student_id / assignment_id
-        result.notes = stage_submission(folder, staged, expected)
+        result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id))
+        if student_folder.name != student_id:
+            result.notes.append(f"folder '{student_folder.name}' ({len(student_folder.name)} code points) "
+                                f"graded as roster id '{student_id}' (the same name in another Unicode form)")
         if not any(staged.glob("*.ipynb")):
             raise UnreadableSubmission(
                 f"no notebook in submitted/{student_id}/{assignment_id} (expected {', '.join(f'{n}.ipynb' for n in sorted(expected))})"
@@ -140,7 +178,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
         result.finished = time.time()
         return result
     with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
-        graded = api.autograde(assignment_id, student_id, force=True, create=not roster_ids)
+        graded = api.autograde(assignment_id, student_id, force=True, create=_create_student(api))
     result.notes += _notes_from(graded.get("log", ""))
     if not graded["success"]:
         result.reason = _reason_from(graded)
@@ -156,9 +194,16 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, rost
     return result
 
 
-def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, on_progress=None, on_note=None,
-                scheduler: str = "") -> list[SubmissionResult]:
-    """Release ``assignment_id``, then autograde and give feedback to every submission in ``submitted/``.
+def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback: bool = True, students=None,
+                force: bool = False, on_progress=None, on_note=None, scheduler: str = "") -> list[SubmissionResult]:
+    """Release ``assignment_id``, then autograde and give feedback to the submissions in ``submitted/``.
+
+    The roster is the gradebook: the course's roster CSV is imported first with nbgrader's
+    ``db student import`` (:func:`torchsteps.grading.course.register_roster`), and students added to the
+    gradebook in any other way are graded as well. ``students``: only these student ids (default: every
+    folder of ``submitted/``). Incremental: a submission whose files, the assignment's source and the
+    config did not change since it was last graded keeps its grades (``unchanged``), unless ``force``
+    (:mod:`torchsteps.grading.incremental`). A cell graded by hand is never reopened (``SaveAutoGradesKeepingManual``).
 
     With ``jobs`` > 1, submissions are graded in that many worker processes at once (each one runs
     nbgrader's API on its own submissions; every notebook still gets its own fresh sandboxed kernel,
@@ -167,48 +212,64 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
 
     An LMS bulk download in ``downloaded/<assignment>/archive/`` is collected into ``submitted/``
     first (:func:`torchsteps.nbgrader_plugins.collect.collect_lms_downloads`); ``on_note(text)`` receives its notes.
-    ``on_progress(done, total, result)`` is called after each submission. The statuses are written to
-    :data:`torchsteps.results.status.STATUS_FILE` for the export.
+    ``on_progress(done, total, result)`` is called after each submission. The statuses are merged into
+    :data:`torchsteps.results.status.STATUS_FILE` for the export; with feedback, one zip per student is
+    written (:func:`torchsteps.grading.archives.write_feedback_archives`).
 
     With ``scheduler`` (a Dask scheduler address, ``tcp://host:8786``), the submissions are graded by that
     cluster's workers instead, one task per submission (:mod:`torchsteps.grading.cluster`); ``jobs`` is then unused.
 
     Raises:
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
+        torchsteps.grading.course.RosterError: if the roster CSV cannot be imported.
     """
-    roster = register_roster(api)
-    generated = api.generate_assignment(assignment_id, force=True)
-    if not generated["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment failed:\n{generated.get('log', '')}{generated.get('error', '')}")
+    known = register_roster(api)
+    if on_note:
+        on_note(f"Roster: {len(known)} students in the gradebook (the roster CSV is imported with nbgrader's `db student import`)")
+    release(api, assignment_id)  # nbgrader generate_assignment, and the students' self-check wheel
     for note in collect_lms_downloads(api, assignment_id):
         if on_note:
             on_note(note)
-    roster_ids = {s["id"] for s in roster.students}
-    students = list_submissions(api, assignment_id)
+    selected = list_submissions(api, assignment_id) if students is None else sorted(set(students))
     expected = expected_notebooks(api, assignment_id)
+    store = DigestStore(api.coursedir, assignment_id)
+    digests = {s: submission_digest(api.coursedir, assignment_id, s) for s in selected}
     results: dict[str, SubmissionResult] = {}
 
     def record(result: SubmissionResult) -> None:
         results[result.student_id] = result
+        if not result.unchanged:
+            store.record(result, digests[result.student_id], feedback)
         if on_progress:
-            on_progress(len(results), len(students), result)
+            on_progress(len(results), len(selected), result)
 
+    to_grade = []
+    for student_id in selected:
+        kept = None if force else store.unchanged(student_id, digests[student_id], feedback)
+        if kept is None:
+            to_grade.append(student_id)
+        else:
+            record(SubmissionResult(**dict(kept, seconds=0.0, unchanged=True)))
     if scheduler:
-        for result in grade_on_cluster(api, grade_submission, assignment_id, students, roster_ids, expected, feedback,
+        for result in grade_on_cluster(api, grade_submission, assignment_id, to_grade, known, expected, feedback,
                                        scheduler, on_note):
             record(result)
-    elif jobs <= 1 or len(students) <= 1:
-        for student_id in students:
-            record(grade_submission(api, assignment_id, student_id, roster_ids, expected, feedback))
+    elif jobs <= 1 or len(to_grade) <= 1:
+        for student_id in to_grade:
+            record(grade_submission(api, assignment_id, student_id, known, expected, feedback))
     else:
-        for result in grade_in_parallel(api, grade_submission, assignment_id, students, roster_ids, expected, jobs, feedback):
+        for result in grade_in_parallel(api, grade_submission, assignment_id, to_grade, known, expected, jobs, feedback):
             record(result)
-    ordered = [results[s] for s in students]
+    store.save()
+    ordered = [results[s] for s in selected]
     # A folder removed since the last run: that student has now submitted nothing.
+    folders = set(list_submissions(api, assignment_id))
     gone = [
         SubmissionResult(r.student_id, assignment_id, status=Status.NOT_SUBMITTED, finished=time.time())
         for r in read_status(api.coursedir.root)
-        if r.assignment_id == assignment_id and r.student_id not in results
+        if r.assignment_id == assignment_id and r.student_id not in results and r.student_id not in folders
     ]
     write_status(api.coursedir.root, ordered + gone)
+    if feedback:
+        write_feedback_archives(api.coursedir, assignment_id)
     return ordered

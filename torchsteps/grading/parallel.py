@@ -32,14 +32,14 @@ def _start_worker(root: str, config) -> None:
     _worker_api = open_api(root, config)
 
 
-def _grade(grade_one: GradeOne, assignment_id: str, student_id: str, roster_ids: set[str], expected, feedback: bool) -> SubmissionResult:
-    return grade_one(_worker_api, assignment_id, student_id, roster_ids, expected, feedback)
+def _grade(grade_one: GradeOne, assignment_id: str, student_id: str, known_students: set[str], expected, feedback: bool) -> SubmissionResult:
+    return grade_one(_worker_api, assignment_id, student_id, known_students, expected, feedback)
 
 
-def grade_in_parallel(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, students: list[str], roster_ids: set[str], expected, jobs: int, feedback: bool = True) -> Iterator[SubmissionResult]:
+def grade_in_parallel(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, students: list[str], known_students: set[str], expected, jobs: int, feedback: bool = True) -> Iterator[SubmissionResult]:
     """Yield each student's result as soon as it is ready (in completion order).
 
-    ``grade_one(api, assignment_id, student_id, roster_ids, expected, feedback)`` grades one submission in a
+    ``grade_one(api, assignment_id, student_id, known_students, expected, feedback)`` grades one submission in a
     worker; it must be a module-level function (it is sent to the workers by reference).
     """
     # "spawn": workers start from a clean interpreter, not a copy of the main process's state
@@ -47,6 +47,6 @@ def grade_in_parallel(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str,
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
                              initargs=(str(api.coursedir.root), api.config)) as pool:
-        futures = [pool.submit(_grade, grade_one, assignment_id, s, roster_ids, expected, feedback) for s in students]
+        futures = [pool.submit(_grade, grade_one, assignment_id, s, known_students, expected, feedback) for s in students]
         for future in as_completed(futures):
             yield future.result()

@@ -7,7 +7,13 @@ never touched, and the copy is normalised where the intent is clear:
 - a notebook saved with bytes that are not UTF-8: the bad bytes become U+FFFD;
 - a notebook of an older nbformat 4.x minor (no cell ids): upgraded to 4.5 with new ids;
 - a renamed notebook (``02_creating_tensors (1).ipynb``, ``Copy of ...``): staged under the expected
-  name when its graded cells identify exactly one missing notebook of the assignment.
+  name when its graded cells identify exactly one missing notebook of the assignment;
+- real-world notebooks (issue 12, :func:`_repair_cells` and :func:`_recognise_cells`): nbgrader cell
+  metadata of an older schema (last year's release) is upgraded with nbgrader's own validator; a cell
+  whose ``id`` is null gets a new id; a cell pasted from another notebook, carrying nbgrader metadata
+  with a grade_id this notebook does not have, becomes an ordinary cell; a notebook saved without any
+  nbgrader metadata (Colab drops it) gets it back from the release, cell by cell, recognised by content
+  and position, or a plain reason when its cells cannot be recognised.
 
 Each change is reported as a note on the student's row. What cannot be read at all (empty file,
 invalid JSON) raises :class:`UnreadableSubmission` with a plain reason.
@@ -19,6 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
+import nbformat
 from nbformat.v4.nbbase import random_cell_id
 
 __all__ = ["STAGING_DIR", "UnreadableSubmission", "stage_submission"]
@@ -66,11 +73,13 @@ def _upgrade(nb: dict, name: str, notes: list[str]) -> dict:
     return nb
 
 
-def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozenset[str]]) -> list[str]:
+def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozenset[str]],
+                     release: dict[str, dict] | None = None) -> list[str]:
     """Copy ``submitted`` to ``staged`` (replacing it), normalising notebooks; returns the notes.
 
     ``expected`` maps each notebook name of the assignment (without ``.ipynb``) to the grade_ids of its
-    source version, to recognise renamed notebooks.
+    source version, to recognise renamed notebooks. ``release`` (optional) maps the same names to the
+    released notebooks (JSON), to give back nbgrader metadata to a notebook saved without it.
 
     Raises:
         UnreadableSubmission: for a notebook that cannot be read as one (the reason names the file).
@@ -81,7 +90,7 @@ def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozense
     notes: list[str] = []
     notebooks = {}
     for path in sorted(staged.glob("*.ipynb")):
-        nb = _upgrade(_read(path, notes), path.name, notes)
+        nb = _repair_cells(_upgrade(_read(path, notes), path.name, notes), path.name, notes)
         notebooks[path.stem] = nb
         path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     missing = [name for name in expected if name not in notebooks]
@@ -95,4 +104,118 @@ def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozense
             (staged / f"{stem}.ipynb").rename(staged / f"{matches[0]}.ipynb")
             notes.append(f"renamed notebook '{stem}.ipynb' graded as '{matches[0]}.ipynb'")
             missing.remove(matches[0])
+    for name in expected:
+        path = staged / f"{name}.ipynb"
+        if path.is_file():
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            if _recognise_cells(nb, name, expected[name], (release or {}).get(name), notes):
+                path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     return notes
+
+
+# --- real-world notebooks (issue 12) ------------------------------------------------------------------
+
+
+def _nbgrader_meta(cell: dict) -> dict:
+    meta = cell.get("metadata")
+    return meta.get("nbgrader") if isinstance(meta, dict) and isinstance(meta.get("nbgrader"), dict) else {}
+
+
+def _repair_cells(nb: dict, name: str, notes: list[str]) -> dict:
+    """Null cell ids and nbgrader metadata of an older schema, repaired in place; returns ``nb``.
+
+    nbformat 4.5 requires a string id on every cell; nbgrader 0.9 reads only schema version 3 and upgrades
+    older cell metadata with :class:`nbgrader.nbgraderformat.MetadataValidator` (``nbgrader update``).
+    """
+    from nbgrader.nbgraderformat import SCHEMA_VERSION, MetadataValidator
+
+    null_ids = 0
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):
+        for cell in nb["cells"]:
+            if not isinstance(cell.get("id"), str) or not cell["id"]:
+                cell["id"] = random_cell_id()
+                null_ids += 1
+    if null_ids:
+        notes.append(f"{name}: {null_ids} cell(s) without an id (\"id\": null) got a new one")
+    # only metadata that says it is older (a release from an older nbgrader); none at all is left to nbgrader
+    old = [c for c in nb["cells"] if isinstance(_nbgrader_meta(c).get("schema_version"), int)
+           and _nbgrader_meta(c)["schema_version"] < SCHEMA_VERSION]
+    if old:
+        validator = MetadataValidator()
+        versions = sorted({_nbgrader_meta(c)["schema_version"] for c in old})
+        for i, cell in enumerate(nb["cells"]):
+            if cell in old:
+                nb["cells"][i] = json.loads(json.dumps(validator.upgrade_cell_metadata(nbformat.from_dict(cell))))
+        notes.append(f"{name}: nbgrader metadata of schema version {', '.join(map(str, versions))} upgraded to {SCHEMA_VERSION}")
+    return nb
+
+
+def _recognise_cells(nb: dict, name: str, expected: frozenset[str], release: dict | None, notes: list[str]) -> bool:
+    """Pasted cells with a foreign grade_id made ordinary, and a notebook without nbgrader metadata given it
+    back from ``release``; returns whether ``nb`` changed.
+
+    Raises:
+        UnreadableSubmission: when no cell carries nbgrader metadata and the release's cells cannot be
+            recognised by content (the reason names the cause).
+    """
+    changed = False
+    foreign = [c for c in nb["cells"] if _nbgrader_meta(c).get("grade_id") and _nbgrader_meta(c)["grade_id"] not in expected]
+    if foreign:
+        ids = ", ".join(sorted({str(_nbgrader_meta(c)["grade_id"]) for c in foreign}))
+        for cell in foreign:
+            del cell["metadata"]["nbgrader"]
+        notes.append(f"{name}.ipynb: {len(foreign)} cell(s) with nbgrader metadata from another notebook "
+                     f"(grade_id {ids}) graded as ordinary cells")
+        changed = True
+    if release is None or any(_nbgrader_meta(c).get("grade_id") in expected for c in nb["cells"]):
+        return changed
+    restored = _restore_from_release(nb["cells"], release["cells"])
+    graded = [c for c in release["cells"] if _nbgrader_meta(c).get("grade_id")]
+    tests = {(_nbgrader_meta(c)["grade_id"]) for c in graded if _nbgrader_meta(c).get("grade")}
+    if not restored or not (tests & {_nbgrader_meta(c)["grade_id"] for c in restored}):
+        raise UnreadableSubmission(
+            f"{name}.ipynb has no nbgrader cell metadata (saved by Colab or another editor that drops it), "
+            "and its cells could not be matched to the released notebook; submit the notebook downloaded "
+            "as .ipynb from the released copy"
+        )
+    notes.append(f"{name}.ipynb was saved without nbgrader cell metadata (Colab?): recognised "
+                 f"{len(restored)} of {len(graded)} graded cells by their content and position")
+    return True
+
+
+def _restore_from_release(cells: list[dict], release_cells: list[dict]) -> list[dict]:
+    """Copy the release's nbgrader metadata onto the matching student cells (in order); returns those cells.
+
+    A locked cell (setup, tests) matches the next student cell with the same source; an answer cell is, among
+    the cells before the match of the locked cell that follows it in the release, the last one that still
+    holds the released cell's first line (``def name(...):``), else the last cell of its type.
+    """
+    def same(a, b):
+        return "".join(a.get("source", "")).strip() == "".join(b.get("source", "")).strip()
+
+    restored = []
+    position = 0
+    graded = [c for c in release_cells if _nbgrader_meta(c).get("grade_id")]
+    for k, wanted in enumerate(graded):
+        meta = _nbgrader_meta(wanted)
+        if meta.get("solution") and not meta.get("locked"):
+            follower = next((c for c in graded[k + 1:] if _nbgrader_meta(c).get("locked")), None)
+            end = next((j for j in range(position, len(cells)) if follower and same(cells[j], follower)), len(cells))
+            candidates = [j for j in range(position, end) if cells[j].get("cell_type") == wanted.get("cell_type")]
+            if not candidates:
+                continue
+            # the cell that still starts like the released one (``def name(...):``), else the last code cell
+            head = next((line.strip() for line in "".join(wanted.get("source", "")).splitlines() if line.strip()), "")
+            like = [j for j in candidates if head and head in "".join(cells[j].get("source", ""))]
+            j = (like or candidates)[-1]
+        else:
+            j = next((j for j in range(position, len(cells)) if same(cells[j], wanted)), None)
+            if j is None:
+                continue
+        cells[j].setdefault("metadata", {})["nbgrader"] = json.loads(json.dumps(meta))
+        for key in ("deletable", "editable"):
+            if key in wanted.get("metadata", {}):
+                cells[j]["metadata"][key] = wanted["metadata"][key]
+        restored.append(cells[j])
+        position = j + 1
+    return restored

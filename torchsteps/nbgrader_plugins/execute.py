@@ -9,8 +9,9 @@ a cell that prints hundreds of MB is held in the grader's memory before ``LimitO
   left, and once it is spent the remaining cells are not run and get an error output (score 0);
 - a dead kernel: the cell that was running and every later cell get an error output saying so; the
   cells that ran before keep their scores;
-- ``max_output_bytes``: output beyond this many bytes per notebook is dropped while it arrives, with one
-  note saying so;
+- output caps and the write limit (issue 11, :mod:`torchsteps.nbgrader_plugins.limits`): every message
+  kind counts against ``max_cell_output_bytes`` and ``max_output_bytes``, dropped while it arrives, with
+  a visible marker; a kernel that filled its writable tmpfs loses the notebook's remaining cells;
 - the kernel's working folder holds the files handed out with the assignment: every file of
   ``release/<assignment>/`` except notebooks (a data file, a helper module, in subfolders too), taken
   from the notebook's folder, where nbgrader autograde has put the instructor's version. Other files
@@ -29,12 +30,14 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 from traitlets import Integer
 
+from ..constants import SELFCHECK_WHEEL_GLOB
 from ..sandbox import SandboxedKernelManager
+from .limits import OutputCap, WriteLimit
 
 __all__ = ["GuardedExecute", "handed_out_files"]
 
 
-class GuardedExecute(Execute):
+class GuardedExecute(WriteLimit, OutputCap, Execute):
     """nbgrader's ``Execute`` with a notebook time budget, dead-kernel handling and an output cap.
 
     Kernels start through :class:`torchsteps.sandbox.SandboxedKernelManager`. (nbgrader's ``Execute``
@@ -47,14 +50,11 @@ class GuardedExecute(Execute):
         super().__init__(*args, **kwargs)
 
     notebook_timeout = Integer(120, help="wall-time budget of the whole notebook, seconds").tag(config=True)
-    max_output_bytes = Integer(1_000_000, help="output kept per notebook, bytes; the rest is dropped").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._handed_out = handed_out_files(self.config, (resources or {}).get("nbgrader", {}).get("assignment"))
         self._deadline = time.monotonic() + self.notebook_timeout
         self._stopped = ""
-        self._output_bytes = 0
-        self._output_truncated = False
         self.timeout_func = self._cell_timeout
         return super().preprocess(nb, resources, km)
 
@@ -91,29 +91,14 @@ class GuardedExecute(Execute):
             self._not_run(cell, self._stopped)
             return cell, resources
 
-    def output(self, outs, msg, display_id, cell_index):
-        content = msg.get("content", {})
-        size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
-        self._output_bytes += size
-        if self._output_bytes > self.max_output_bytes:
-            if not self._output_truncated:
-                self._output_truncated = True
-                note = new_output(
-                    "stream", name="stdout",
-                    text=f"\n... output truncated: the notebook printed more than {self.max_output_bytes} bytes ...\n",
-                )
-                outs.append(note)
-            if msg["msg_type"] != "error":  # errors are still needed to score the cell
-                return None
-        return super().output(outs, msg, display_id, cell_index)
-
 
 def handed_out_files(config, assignment_id: str | None) -> list[str]:
     """Paths, relative to ``release/<assignment_id>/`` and with ``/`` separators, of its files other than notebooks.
 
     These are what students were given beside the notebooks (nbgrader copies every such file of
     ``source/`` into the release and, at autograde, over the student's copy). Files nbgrader ignores
-    (``CourseDirectory.ignore``: checkpoints, ``__pycache__``) are left out. An empty list when the
+    (``CourseDirectory.ignore``: checkpoints, ``__pycache__``) and the self-check wheel the release step adds
+    (:data:`torchsteps.constants.SELFCHECK_WHEEL_GLOB`) are left out. An empty list when the
     assignment has no release folder (``nbgrader generate_assignment`` not run) or is unknown.
     """
     if not assignment_id:
@@ -122,5 +107,5 @@ def handed_out_files(config, assignment_id: str | None) -> list[str]:
     release = coursedir.format_path(coursedir.release_directory, ".", assignment_id)
     if not os.path.isdir(release):
         return []
-    files = find_all_files(release, list(coursedir.ignore) + ["*.ipynb"])
+    files = find_all_files(release, list(coursedir.ignore) + ["*.ipynb", SELFCHECK_WHEEL_GLOB])
     return sorted(os.path.relpath(f, release).replace(os.sep, "/") for f in files)

@@ -22,6 +22,7 @@ __all__ = ["harden"]
 def harden(c: Config) -> Config:
     """Configure ``c`` (the ``get_config()`` of an ``nbgrader_config.py``) for hardened grading; returns ``c``."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
@@ -31,13 +32,18 @@ def harden(c: Config) -> Config:
         LimitOutput,
         OverwriteCells,
         OverwriteKernelspec,
-        SaveAutoGrades,
     )
 
     from .execute import GuardedExecute
     from .export import ExerciseCsvExport
-    from .feedback import FeedbackHTMLExporter
-    from .preprocessors import DeduplicateGradeIds, HideHiddenTests, RestoreCellMetadata, StderrIsNotFailure
+    from .feedback import FeedbackExporter, HideGradingPaths
+    from .preprocessors import (
+        DeduplicateGradeIds,
+        HideHiddenTests,
+        RestoreCellMetadata,
+        SaveAutoGradesKeepingManual,
+        StderrIsNotFailure,
+    )
     from .tamper import FlagTampering
 
     # Reading the submission: upstream's order, with two fixes: a duplicated graded cell no longer stops
@@ -54,14 +60,15 @@ def harden(c: Config) -> Config:
     # Executing student code: GuardedExecute starts every kernel in the sandbox
     # (torchsteps.sandbox.SandboxedKernelManager) with the assignment's handed-out files (release/)
     # as its working folder. StderrIsNotFailure: a warning from correct code costs no points.
-    # FlagTampering marks submissions that patch what the tests rely on for manual review.
+    # FlagTampering marks submissions that patch what the tests rely on for manual review. A cell graded by
+    # hand in the formgrader is never reopened by a later autograde (SaveAutoGradesKeepingManual).
     c.Autograde.autograde_preprocessors = [
         GuardedExecute,
         StderrIsNotFailure,
         IgnorePattern,
         ClearMetadataPreprocessor,
         LimitOutput,
-        SaveAutoGrades,
+        SaveAutoGradesKeepingManual,
         FlagTampering,
         AssignLatePenalties,
         CheckCellMetadata,
@@ -73,10 +80,17 @@ def harden(c: Config) -> Config:
     # submission waiting for a manual grade.
     c.OverwriteCells.add_missing_cells = True
     # Upstream feedback shows hidden tests (jupyter/nbgrader#917); HideHiddenTests removes them.
-    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    # HideGradingPaths: tracebacks and printed text lose the grading machine's paths (issue 11).
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, HideGradingPaths, GetGrades, CSSHTMLHeaderPreprocessor]
     # nbconvert's HTMLExporter and template, without a second parse of every page (profiling: about 40 % of a
-    # notebook's feedback time) and with the templates compiled once per grading process.
-    c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
+    # notebook's feedback time) and with the templates compiled once per grading process; the page carries
+    # a Content-Security-Policy with no script and no request (issue 11).
+    c.GenerateFeedback.exporter_class = FeedbackExporter
+    # Student HTML is inert wherever it is shown (feedback, the formgrader's submission view): nbconvert
+    # escapes student markup in markdown cells and HTML/markdown outputs and drops script outputs
+    # (JavaScript, SVG) before any HTML exporter renders them; the formgrader's exporter reads this too.
+    c.HTMLExporter.preprocessors = [SanitizeHTML]
+    c.HTMLExporter.sanitize_html = True
     # `nbgrader export`: stock CsvExportPlugin's columns, then one column per graded cell and the status.
     c.ExportApp.plugin_class = ExerciseCsvExport
     return c

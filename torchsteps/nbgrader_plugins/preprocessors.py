@@ -11,11 +11,32 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, DeduplicateIds, NbGraderPreprocessor, SaveAutoGrades
 
 from ..constants import is_test_cell
 
-__all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata", "restore_flags"]
+__all__ = ["StderrIsNotFailure", "HideHiddenTests", "DeduplicateGradeIds", "RestoreCellMetadata", "restore_flags",
+           "SaveAutoGradesKeepingManual"]
+
+
+class SaveAutoGradesKeepingManual(SaveAutoGrades):
+    """``SaveAutoGrades`` that never reopens a cell an instructor graded by hand.
+
+    Stock ``SaveAutoGrades._add_score`` sets ``needs_manual_grade = True`` on every autograde of a cell
+    that has a ``manual_score`` (nbgrader 0.9.6, nbgrader/preprocessors/saveautogrades.py), so each
+    regrade puts hand-graded cells back on the formgrader's to-do list. Here a cell whose manual grade
+    was done (``manual_score`` set, ``needs_manual_grade`` False, what the formgrader's ``PUT
+    /formgrader/api/grade/<id>`` leaves) stays done; its ``auto_score`` is still updated, and the
+    manual score still counts (``Grade.score`` prefers it).
+    """
+
+    def _add_score(self, cell: NotebookNode, resources: ResourcesDict) -> None:
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id, self.assignment_id, self.student_id)
+        done_by_hand = grade.manual_score is not None and not grade.needs_manual_grade
+        super()._add_score(cell, resources)
+        if done_by_hand:
+            grade.needs_manual_grade = False
+            self.gradebook.db.commit()
 
 
 class StderrIsNotFailure(NbGraderPreprocessor):

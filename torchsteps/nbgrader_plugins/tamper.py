@@ -313,7 +313,9 @@ class FlagTampering(NbGraderPreprocessor):
             except MissingEntry:
                 return
             for grade in notebook.grades:
-                grade.needs_manual_grade = True
+                # A cell the instructor already graded by hand stays closed (SaveAutoGradesKeepingManual).
+                if grade.manual_score is None:
+                    grade.needs_manual_grade = True
             notebook.flagged = True
             comments: dict[str, list[str]] = {}
             for finding in findings:

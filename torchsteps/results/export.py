@@ -103,10 +103,12 @@ def _text(value) -> str:
 def _flags(submission) -> tuple[str, ...]:
     """Review flags of a submission, from the gradebook: FlagTampering's comments, or the bare flag."""
     flags = []
-    for nb in submission.notebooks:
+    for nb in sorted(submission.notebooks, key=lambda n: n.name):
+        # In the notebook's cell order: the database returns comments in no fixed order.
+        order = {c.name: i for i, c in enumerate(nb.notebook.source_cells)}
         found = [
             f"{nb.name}: {line[len(FLAG_COMMENT_PREFIX):]}"
-            for comment in nb.comments
+            for comment in sorted(nb.comments, key=lambda c: order.get(c.cell.name, 1 << 30))
             for line in (comment.auto_comment or "").splitlines()
             if line.startswith(FLAG_COMMENT_PREFIX)
         ]

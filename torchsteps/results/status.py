@@ -39,6 +39,8 @@ class SubmissionResult:
     :class:`torchsteps.nbgrader_plugins.tamper.FlagTampering` (the submission then needs manual review).
     ``seconds`` is the wall time of autograde + feedback; ``finished`` when it ended (seconds since
     the epoch), to tell whether a later autograde (a stock ``nbgrader autograde --student``) replaced it.
+    ``unchanged``: this run kept the result of an earlier one, because the submission, the source and the
+    config did not change (:mod:`torchsteps.grading.incremental`).
     """
 
     student_id: str
@@ -49,6 +51,7 @@ class SubmissionResult:
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
     finished: float = 0.0
+    unchanged: bool = False
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)

@@ -11,9 +11,13 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["SANDBOX_WORKDIR", "make_private_dir", "chown_tree"]
+__all__ = ["SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "make_private_dir", "chown_tree"]
 
 SANDBOX_WORKDIR = "/home/student/work"
+# Per-kernel isolation (issue 11): the kernel's tmpfs (its HOME, holding work/, tmp/, shm/, caches) and the
+# read-only folder its working copy is made from (the grader fills it with `workdir_files`).
+SANDBOX_SCRATCH = "/home/student"
+SANDBOX_GIVEN = "/opt/torchsteps/given"
 
 
 def make_private_dir(runtime_dir: str | Path) -> Path:

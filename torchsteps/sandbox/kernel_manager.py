@@ -8,6 +8,11 @@ entry point started it, behind this boundary:
   the files the notebooks need (``workdir_files``: the assignment's handed-out files, e.g. ``checks.py``) as the working directory, and a
   private ``/tmp``. Nothing else of the course (``source/``, other students, ``gradebook.db``) exists
   inside;
+- per kernel (issue 11, when grading as root): new mount and IPC namespaces and ONE tmpfs of
+  ``scratch_mb`` MiB and ``scratch_inodes`` inodes holding the working folder, ``/tmp``, ``/dev/shm``,
+  ``HOME``, the IPython dir and caches; it vanishes with the kernel, so no later kernel reads anything
+  a student wrote. The socket folder is read-only for the kernel, and a seccomp filter refuses user
+  namespaces (inside one a kernel would be root again). See ``zygote.py``;
 - no network: a new network namespace with no interfaces but loopback; the kernel talks to nbgrader
   over ZeroMQ ``ipc`` (UNIX sockets in a private folder), not TCP;
 - a new PID namespace: the kernel sees only its own processes, and all of them die with it;
@@ -21,6 +26,7 @@ is missing. Where no sandbox can be made, kernels do not start unless ``allow_un
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -32,12 +38,17 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
-from .folders import SANDBOX_WORKDIR, chown_tree, make_private_dir
-from .warm import get_zygote
+from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, make_private_dir
+from .warm import ZYGOTE_PATH_INSIDE, ZYGOTE_SCRIPT, ZygoteError, get_zygote
 
 __all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox"]
 
 REQUIRED_TOOLS = ("bwrap", "prlimit", "setpriv")
+# What the root parent inside the sandbox keeps (all else is gone from its bounding set): mount and
+# unshare (sys_admin), becoming the kernel user (setuid/setgid/setpcap), copying and handing over the
+# working copy (chown/fowner/dac_override), killing what a kernel left (kill), reading a kernel's tmpfs
+# usage through /proc/<pid>/root (sys_ptrace).
+PARENT_CAPS = ("sys_admin", "setuid", "setgid", "setpcap", "chown", "fowner", "dac_override", "kill", "sys_ptrace")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -127,6 +138,13 @@ class SandboxedKernelManager(AsyncKernelManager):
         128, help="processes and threads of the sandbox user (RLIMIT_NPROC); torch and ipykernel use about 20"
     ).tag(config=True)
     max_file_mb = Integer(64, help="largest file the kernel may write (RLIMIT_FSIZE), MiB").tag(config=True)
+    scratch_mb = Integer(
+        256, help="all bytes a notebook may have written at once, MiB: one tmpfs per kernel holds its working "
+        "folder, /tmp, /dev/shm and HOME; its pages are memory, so this adds to memory_mb",
+    ).tag(config=True)
+    scratch_inodes = Integer(
+        4096, help="files, folders and links a notebook may have at once in that tmpfs (nr_inodes)"
+    ).tag(config=True)
     max_open_files = Integer(256, help="open file descriptors (RLIMIT_NOFILE)").tag(config=True)
     uid = Integer(
         64100, help="first of the unprivileged user ids kernels run as (when grading as root); each grading "
@@ -218,12 +236,29 @@ class SandboxedKernelManager(AsyncKernelManager):
         """The user id this process's kernels run as (see ``uid``)."""
         return _claim_uid(self.uid, Path(self.runtime_dir))
 
+    @property
+    def isolated(self) -> bool:
+        """Per-kernel namespaces and tmpfs: needs root to start the sandbox (the parent inside stays root)."""
+        return os.geteuid() == 0
+
+    def isolation_settings(self) -> dict:
+        """What ``zygote.py`` needs to isolate each kernel (see its ``_isolate``); units: bytes, inodes."""
+        return {
+            "uid": self.kernel_uid if self.isolated else None,
+            "workdir": SANDBOX_WORKDIR, "scratch": SANDBOX_SCRATCH, "given": SANDBOX_GIVEN,
+            "scratch_bytes": self.scratch_mb * 1024 * 1024, "scratch_inodes": self.scratch_inodes,
+            "keep_under_tmp": [r for r in _python_roots() if r.startswith("/tmp/")],
+            "cpu_seconds": self.cpu_seconds,
+        }
+
     def sandbox_command(self, kernel_cmd: list[str], root: Path, extra_ro_binds: dict[str, str] | None = None,
-                        cpu_limit: bool = True) -> list[str]:
+                        cpu_limit: bool = True, parent: bool = False) -> list[str]:
         """The full command line: ``prlimit ... bwrap ... setpriv ... <kernel_cmd>``.
 
-        ``root`` holds ``work/`` (the kernel's working folder) and ``run/`` (connection file and
-        sockets); ``extra_ro_binds`` maps more host files to read-only paths inside.
+        ``root`` holds ``work/`` (the kernel's working folder, also read-only at ``SANDBOX_GIVEN``) and
+        ``run/`` (connection file and sockets); ``extra_ro_binds`` maps more host files to read-only
+        paths inside. ``parent``: the command is ``zygote.py``, which stays root (only ``PARENT_CAPS``)
+        when started by root and makes each kernel the unprivileged user itself.
         """
         mib = 1024 * 1024
         limits = [
@@ -259,6 +294,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             "--proc", "/proc",
             "--dev", "/dev",
             *_parents(SANDBOX_WORKDIR), "--bind", str(root / "work"), SANDBOX_WORKDIR,
+            *_parents(SANDBOX_GIVEN), "--ro-bind", str(root / "work"), SANDBOX_GIVEN,
             *_parents(str(root / "run")), "--bind", str(root / "run"), str(root / "run"),
         ]
         for source, target in (extra_ro_binds or {}).items():
@@ -276,7 +312,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             # One thread per kernel: reproducible float sums, and parallel grading does not oversubscribe.
             "--setenv", "OMP_NUM_THREADS", "1",
         ]
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and parent:
+            keep = ",".join("+" + cap for cap in PARENT_CAPS)
+            drop = ["setpriv", "--inh-caps=-all", f"--bounding-set=-all,{keep}", "--no-new-privs", "--"]
+        elif os.geteuid() == 0:
             # setpriv needs CAP_SETUID, so capabilities are dropped by setpriv (with the user), not bwrap.
             drop = [
                 "setpriv", f"--reuid={self.kernel_uid}", f"--regid={self.kernel_uid}", "--clear-groups",
@@ -302,10 +341,26 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._reconcile_connection_info(self.provisioner.connection_info)
             return
         kw["cwd"] = str(root)
+        # The same per-kernel isolation as a warm kernel: zygote.py isolates, then becomes the kernel in
+        # the same process (kernel_cmd is [python, -m, ipykernel_launcher, ...]).
+        settings = dict(self.isolation_settings(), preload=[])
+        kernel_cmd = [kernel_cmd[0], ZYGOTE_PATH_INSIDE, json.dumps(settings), "--exec", *kernel_cmd[3:]]
         # The kernel's own stdout/stderr (not the notebook's output, which travels over ZeroMQ) would
         # otherwise land in the grader's terminal, and a student can flood it.
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
-        return await super()._async_launch_kernel(self.sandbox_command(kernel_cmd, root), **kw)
+        command = self.sandbox_command(kernel_cmd, root, {str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE}, parent=True)
+        return await super()._async_launch_kernel(command, **kw)
+
+    def scratch_usage(self) -> dict | None:
+        """``bytes_total``, ``bytes_free`` (bytes) and ``inodes_total``, ``inodes_free`` of the running
+        kernel's tmpfs (``scratch_mb``, ``scratch_inodes``); None when unknown (cold or unisolated kernel)."""
+        if self._zygote is None or not self.isolated:
+            return None
+        try:
+            reply = self._zygote.request(cmd="usage")
+        except ZygoteError:
+            return None
+        return None if "error" in reply else reply
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)

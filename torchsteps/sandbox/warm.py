@@ -4,9 +4,10 @@ A fresh kernel pays the interpreter, IPython, ipykernel and torch start-up every
 here). :class:`Zygote` starts ONE sandboxed process per grading process (same bubblewrap boundary and
 limits as a cold kernel, see :mod:`torchsteps.sandbox.kernel_manager`) that imports those modules once; each notebook
 then gets a child forked from it before any student code ran (``torchsteps/sandbox/zygote.py``). Students share
-nothing: each kernel is a new process, started from the same read-only state; between kernels the parent
-kills every other process in the sandbox and empties ``/tmp`` and the working folder, and the parent is
-not dumpable, so a kernel cannot ptrace it to reach the next one.
+nothing: each kernel is a new process, started from the same read-only state, in its own mount and IPC
+namespaces with its own size-limited tmpfs for everything it may write (issue 11); between kernels the
+parent (root inside the sandbox, not dumpable: no kernel can signal or ptrace it) kills every other
+process in the sandbox, and the kernel's tmpfs and IPC objects go with its namespaces.
 
 :class:`ForkedKernel` is the kernel's handle for jupyter_client: it behaves like the ``Popen`` that
 ``LocalProvisioner`` keeps (``poll``, ``wait``, ``send_signal``, ``kill``).
@@ -26,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .folders import SANDBOX_WORKDIR, chown_tree, make_private_dir
+from .folders import chown_tree, make_private_dir
 
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
 
@@ -47,12 +48,13 @@ class Zygote:
         self.work_dir = self.root / "work"
         chown_tree(self.root / "run", manager.kernel_uid)
         chown_tree(self.root / "work", manager.kernel_uid)
-        settings = {"preload": preload, "workdir": SANDBOX_WORKDIR, "warmup": warmup, "cpu_seconds": manager.cpu_seconds}
+        settings = dict(manager.isolation_settings(), preload=preload, warmup=warmup)
         command = manager.sandbox_command(
             [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(settings)],
             self.root,
             extra_ro_binds={str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE},
             cpu_limit=False,  # each kernel gets the CPU limit when it is forked (see zygote.py)
+            parent=True,
         )
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
@@ -182,6 +184,7 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
     key = (
         manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
         manager.max_open_files, manager.kernel_uid, tuple(preload), warmup,
+        manager.scratch_mb, manager.scratch_inodes,
     )
     zygote = _zygotes.get(key)
     if zygote is None or not zygote.alive():

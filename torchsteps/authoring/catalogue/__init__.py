@@ -21,7 +21,11 @@ class Variant:
 
     ``kind`` names the family of mistake (``"dtype"``, ``"shape"``, ``"shares-memory"``,
     ``"mutates-input"``, ``"hard-coded"``, ``"rounding"``, ``"legacy-constructor"``,
-    ``"device"``, ``"raises"``, ``"hides-error"``, ``"wrong-values"``) or ``"correct"``.
+    ``"device"``, ``"raises"``, ``"hides-error"``, ``"wrong-values"``; and the input kinds an exercise text
+    promises (issue 12): ``"layout"`` (fails on a transposed, permuted, sliced or expanded view),
+    ``"zero-dim"``, ``"empty"``, ``"precision"`` (values where float32, float64 and int64 differ),
+    ``"identity"`` (returns its input where a new object was asked for), ``"availability"`` (wrong for
+    some combination of available GPUs)) or ``"correct"``.
     """
 
     name: str

@@ -66,8 +66,11 @@ CATALOGUE = NotebookCatalogue(
                     kind="mutates-input",
                     description="right dtype in the end, but Module.double() changed the caller's layer",
                 ),
+                Variant('freezes-layer', 'def apply_layer(layer, data):\n    layer.requires_grad_(False)\n    return layer(torch.from_numpy(data).float())\n', kind='mutates-input', description="switches off requires_grad on every parameter of the caller's layer (weight and bias)"),
+                Variant('eval-mode', 'def apply_layer(layer, data):\n    layer.eval()\n    return layer(torch.from_numpy(data).float())\n', kind='mutates-input', description="switches the caller's layer to eval mode and leaves it there"),
             ),
             alternatives=(
+                Variant('inference-mode', 'def apply_layer(layer, data):\n    with torch.inference_mode():\n        return layer(torch.from_numpy(data).to(torch.float32)).clone()\n'),
                 Variant(
                     "as-tensor-dtype",
                     "def apply_layer(layer, data):\n"
@@ -131,6 +134,7 @@ CATALOGUE = NotebookCatalogue(
                     kind="hard-coded",
                     description="returns the visible example's answer",
                 ),
+                Variant('x-when-bias-is-zero', 'def add_row_bias(x, bias):\n    if not bool(bias.any()):\n        return x\n    return x + bias.T\n', kind='identity', description='hands back x itself when the bias is all zeros, instead of a new tensor'),
             ),
             alternatives=(
                 Variant("reshape-row", "def add_row_bias(x, bias):\n    return x + bias.reshape(1, -1)\n"),
@@ -177,6 +181,8 @@ CATALOGUE = NotebookCatalogue(
                     kind="wrong-values",
                     description="stops after detach(): returns a tensor, not an ndarray",
                 ),
+                Variant('float32-round-trip', 'def tensor_to_numpy(t):\n    values = t.detach().float().numpy()\n    return values.astype(np.float64) if t.dtype == torch.float64 else values\n', kind='precision', description='goes through float32, so float64 values lose precision'),
+                Variant('detach-in-place', 'def tensor_to_numpy(t):\n    if t.requires_grad:\n        t.detach_()\n    return t.numpy()\n', kind='mutates-input', description="detach_() switches off requires_grad on the caller's tensor"),
             ),
             alternatives=(
                 Variant("force", "def tensor_to_numpy(t):\n    return t.numpy(force=True)\n"),
@@ -289,8 +295,10 @@ CATALOGUE = NotebookCatalogue(
                     kind="mutates-input",
                     description="writes back into the counts, which silently truncates and changes the input",
                 ),
+                Variant('int32-first', 'def scale_counts(counts, factor):\n    return counts.to(torch.int32) * factor\n', kind='precision', description='int32 cannot hold counts beyond 2**31: they wrap around'),
             ),
             alternatives=(
+                Variant('mul-float32', 'def scale_counts(counts, factor):\n    return torch.mul(counts.to(torch.float32), factor)\n'),
                 Variant("float-first", "def scale_counts(counts, factor):\n    return counts.float() * factor\n"),
                 Variant(
                     "to-float32-then-in-place",
@@ -342,6 +350,8 @@ CATALOGUE = NotebookCatalogue(
                     kind="shape",
                     description="loops over the first dimension only: raises for tensors with 2 or more dims",
                 ),
+                Variant('nan-passes', 'def all_in_range(x, low, high):\n    return not bool(((x < low) | (x > high)).any())\n', kind='wrong-values', description='a NaN is neither below low nor above high, so it passes'),
+                Variant('float32-compare', 'def all_in_range(x, low, high):\n    v = x.float()\n    return bool(((v >= low) & (v <= high)).all())\n', kind='precision', description='float32 rounds 2**40 + 1 to 2**40: an int64 value just outside the range passes'),
             ),
             alternatives=(
                 Variant(
@@ -400,8 +410,10 @@ CATALOGUE = NotebookCatalogue(
                     kind="dtype",
                     description="casts x to float64 to match the array: float64 result (and int arrays raise)",
                 ),
+                Variant('row-by-row', 'def project(x, proj):\n    p = torch.from_numpy(proj).to(torch.float32)\n    return torch.stack([row @ p for row in x])\n', kind='empty', description='torch.stack of no rows raises: x with 0 rows fails'),
             ),
             alternatives=(
+                Variant('einsum', "def project(x, proj):\n    return torch.einsum('nd,dk->nk', x, torch.as_tensor(proj, dtype=torch.float32))\n"),
                 Variant(
                     "as-tensor-dtype",
                     "def project(x, proj):\n    return x @ torch.as_tensor(proj, dtype=x.dtype)\n",

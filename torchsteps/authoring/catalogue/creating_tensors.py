@@ -42,8 +42,10 @@ CATALOGUE = NotebookCatalogue(
                     kind="dtype",
                     description="converts every number to float first, so ints and bools become float32",
                 ),
+                Variant('through-float64', 'def scalar_tensor(x):\n    dtype = {bool: torch.bool, int: torch.int64, float: torch.float32}[type(x)]\n    return torch.tensor(x, dtype=torch.float64).to(dtype)\n', kind='precision', description='goes through float64, so ints beyond 2**53 are rounded'),
             ),
             alternatives=(
+                Variant('dtype-table', 'def scalar_tensor(x):\n    dtype = {bool: torch.bool, int: torch.int64, float: torch.float32}[type(x)]\n    return torch.tensor(x, dtype=dtype)\n'),
                 Variant("as_tensor", "def scalar_tensor(x):\n    return torch.as_tensor(x)\n"),
                 Variant("full-empty-shape", "def scalar_tensor(x):\n    return torch.full((), x)\n"),
                 Variant("squeeze-list", "def scalar_tensor(x):\n    return torch.tensor([x]).squeeze()\n"),
@@ -108,6 +110,7 @@ CATALOGUE = NotebookCatalogue(
                 ),
             ),
             alternatives=(
+                Variant('linspace-float64-then-float32', 'def ramp(start, stop, count):\n    return torch.linspace(start, stop, count, dtype=torch.float64).to(torch.float32)\n'),
                 Variant(
                     "linspace-keywords",
                     "def ramp(start, stop, count):\n"
@@ -154,6 +157,9 @@ CATALOGUE = NotebookCatalogue(
                     kind="mutates-input",
                     description="fill_ overwrites t itself and returns it",
                 ),
+                Variant('full-on-cpu', 'def filled_like(t, value):\n    return torch.full(t.shape, value, dtype=t.dtype)\n', kind='device', description='torch.full without device= makes the tensor on the CPU, whatever device t is on'),
+                Variant('input-when-already-filled', 'def filled_like(t, value):\n    if bool((t == value).all()):\n        return t\n    return torch.full_like(t, value)\n', kind='identity', description='returns t itself when it already holds the value (and for an empty t)'),
+                Variant('full-through-float32', 'def filled_like(t, value):\n    return torch.full_like(t, value, dtype=torch.float32).to(t.dtype)\n', kind='precision', description='fills in float32 first: int64 and float64 values that float32 cannot hold are rounded'),
             ),
             alternatives=(
                 Variant("new_full", "def filled_like(t, value):\n    return t.new_full(t.shape, value)\n"),
@@ -209,8 +215,10 @@ CATALOGUE = NotebookCatalogue(
                     kind="dtype",
                     description="NumPy's generator gives float64 values (and different numbers)",
                 ),
+                Variant('float64-draws', 'def seeded_noise(seed, shape):\n    g = torch.Generator().manual_seed(seed)\n    return torch.randn(shape, generator=g, dtype=torch.float64).float()\n', kind='precision', description='draws float64 values and rounds them: not the float32 values torch.randn draws'),
             ),
             alternatives=(
+                Variant('explicit-dtype', 'def seeded_noise(seed, shape):\n    g = torch.Generator()\n    g.manual_seed(seed)\n    return torch.randn(*shape, generator=g, dtype=torch.float32)\n'),
                 Variant(
                     "normal",
                     "def seeded_noise(seed, shape):\n"
@@ -267,8 +275,10 @@ CATALOGUE = NotebookCatalogue(
                     kind="hard-coded",
                     description="assumes a matrix, as in the visible example",
                 ),
+                Variant('storage-size', 'def shape_info(t):\n    return (t.shape, t.dim(), t.untyped_storage().nbytes() // t.element_size())\n', kind='layout', description='counts the memory underneath: wrong for sliced and expanded views'),
             ),
             alternatives=(
+                Variant('prod-of-sizes', 'def shape_info(t):\n    count = 1\n    for size in t.shape:\n        count *= size\n    return (t.size(), len(t.shape), count)\n'),
                 Variant("size-dim-nelement", "def shape_info(t):\n    return (t.size(), t.dim(), t.nelement())\n"),
                 Variant(
                     "len-of-shape-prod",

@@ -36,20 +36,22 @@ CATALOGUE = NotebookCatalogue(
                     "    return torch.device(\"cpu\")\n",
                     kind="device",
                     description="tests the function object (always true) instead of calling is_available(); "
-                    "caught only on a machine without an NVIDIA GPU",
-                    caught_on_cuda=False,
+                    "caught on every grader: the tests simulate a machine without an NVIDIA GPU",
                 ),
                 Variant(
                     "hard-coded-cuda",
                     "def pick_device():\n"
                     "    return torch.device(\"cuda\")\n",
                     kind="hard-coded",
-                    description="always answers cuda, with no CPU fallback; "
-                    "caught only on a machine without an NVIDIA GPU",
-                    caught_on_cuda=False,
+                    description="always answers cuda, with no CPU fallback "
+                    "(caught on every grader: the tests simulate a machine without an NVIDIA GPU)",
                 ),
+                Variant('cuda-branch-not-assigned', 'def pick_device():\n    device = torch.device("cpu")\n    if torch.cuda.is_available():\n        torch.device("cuda")\n    elif torch.backends.mps.is_available():\n        device = torch.device("mps")\n    return device\n', kind='availability', description='the CUDA branch builds a device but never assigns it: CPU-only graders cannot tell'),
+                Variant('never-checks-cuda', 'def pick_device():\n    if torch.backends.mps.is_available():\n        return torch.device("mps")\n    return torch.device("cpu")\n', kind='availability', description='forgets CUDA altogether: right on a machine without an NVIDIA GPU'),
+                Variant('mps-first', 'def pick_device():\n    if torch.backends.mps.is_available():\n        return torch.device("mps")\n    if torch.cuda.is_available():\n        return torch.device("cuda")\n    return torch.device("cpu")\n', kind='availability', description='prefers MPS over CUDA on a machine that has both'),
             ),
             alternatives=(
+                Variant('device-string-chain', 'def pick_device():\n    name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"\n    return torch.device(name)\n'),
                 Variant(
                     "conditional-expression",
                     "def pick_device():\n"
@@ -65,14 +67,8 @@ CATALOGUE = NotebookCatalogue(
                     "    if mps is not None and mps.is_available():\n"
                     "        device = torch.device(\"mps\")\n"
                     "    if torch.cuda.is_available():\n"
-                    "        device = torch.device(\"cuda\", torch.cuda.current_device())\n"
+                    "        device = torch.device(\"cuda\")\n"
                     "    return device\n",
-                ),
-                Variant(
-                    "accelerator-api",
-                    "def pick_device():\n"
-                    "    accelerator = torch.accelerator.current_accelerator()\n"
-                    "    return accelerator if accelerator is not None else torch.device(\"cpu\")\n",
                 ),
             ),
         ),
@@ -126,6 +122,7 @@ CATALOGUE = NotebookCatalogue(
                     kind="dtype",
                     description="goes through a float64 NumPy array, so the tensor is float64",
                 ),
+                Variant('cuda-when-available', 'def make_on(values, device):\n    if torch.cuda.is_available():\n        device = torch.device("cuda")\n    return torch.tensor(values, dtype=torch.float32, device=device)\n', kind='availability', description='overrides the device it was given whenever a GPU is present'),
             ),
             alternatives=(
                 Variant(
@@ -204,8 +201,11 @@ CATALOGUE = NotebookCatalogue(
                     kind="shape",
                     description="stacks the tensors into one, which fails for different shapes or an empty list",
                 ),
+                Variant('same-list-when-nothing-to-move', 'def move_all(tensors, device):\n    if all(t.device == device for t in tensors):\n        return tensors\n    return [t.to(device) for t in tensors]\n', kind='identity', description="hands back the caller's list when nothing had to move (and for an empty list)"),
+                Variant('via-tolist', 'def move_all(tensors, device):\n    return [torch.tensor(t.tolist(), device=device) for t in tensors]\n', kind='dtype', description='rebuilding from Python values loses int32, float16 and float64 dtypes'),
             ),
             alternatives=(
+                Variant('list-comprehension-copy-for-empty', 'def move_all(tensors, device):\n    moved = list(tensors)\n    for i, t in enumerate(moved):\n        moved[i] = t.to(device=device)\n    return moved\n'),
                 Variant(
                     "append-loop",
                     "def move_all(tensors, device):\n"
@@ -274,6 +274,7 @@ CATALOGUE = NotebookCatalogue(
                     description="adds in place; when a is already on device, .to returns a itself, "
                     "so the caller's a changes",
                 ),
+                Variant('through-float32', 'def add_on_device(a, b, device):\n    total = a.to(device, torch.float32) + b.to(device, torch.float32)\n    return total.to(a.dtype)\n', kind='precision', description='adds in float32: int64 and float64 values lose precision'),
             ),
             alternatives=(
                 Variant(
@@ -344,6 +345,8 @@ CATALOGUE = NotebookCatalogue(
                     kind="wrong-values",
                     description="stops at the CPU tensor and never converts it to NumPy",
                 ),
+                Variant('detach-in-place', 'def to_numpy_any_device(t):\n    if t.requires_grad:\n        t.detach_()\n    return t.cpu().numpy()\n', kind='mutates-input', description="detach_() switches off requires_grad on the caller's tensor"),
+                Variant('through-float64', "def to_numpy_any_device(t):\n    values = t.detach().cpu().double().numpy()\n    return values.astype(str(t.dtype).replace('torch.', ''))\n", kind='precision', description='goes through float64: int64 values beyond 2**53 are rounded'),
             ),
             alternatives=(
                 Variant(

@@ -62,8 +62,10 @@ CATALOGUE = NotebookCatalogue(
                         description="torch.Tensor(int_tensor) hands back an int64 tensor unchanged"),
                 Variant("tolist-no-dtype", _to_float32("    return torch.tensor(x.tolist())\n"), kind="dtype",
                         description="rebuilding from Python values infers int64 for ints and bool for bools"),
+                Variant('numpy-roundtrip', 'def to_float32(x):\n    return torch.from_numpy(x.numpy().astype(np.float32))\n', kind='dtype', description='NumPy has no bfloat16: x.numpy() raises for a bfloat16 tensor'),
             ),
             alternatives=(
+                Variant('empty-like-copy', 'def to_float32(x):\n    out = torch.empty_like(x, dtype=torch.float32)\n    out.copy_(x)\n    return out\n'),
                 Variant("float-method", _to_float32("    return x.float()\n")),
                 Variant("type-method", _to_float32("    return x.type(torch.float32)\n")),
                 Variant("as-tensor", _to_float32("    return torch.as_tensor(x, dtype=torch.float32)\n")),
@@ -88,8 +90,10 @@ CATALOGUE = NotebookCatalogue(
                 Variant("python-round-loop",
                         _round_to_int("    return torch.tensor([round(v) for v in x.tolist()])\n"), kind="raises",
                         description="only works for 1-D input; round() of a nested list raises TypeError"),
+                Variant('float32-first', 'def round_to_int(x):\n    return torch.round(x.float()).long()\n', kind='precision', description='goes through float32: 16777217.0 (float64) becomes 16777216'),
             ),
             alternatives=(
+                Variant('numpy-round', 'def round_to_int(x):\n    return torch.from_numpy(np.asarray(np.round(x.numpy())).astype(np.int64))\n'),
                 Variant("round-method-long", _round_to_int("    return x.round().long()\n")),
                 Variant("round-type", _round_to_int("    return torch.round(x).type(torch.long)\n")),
                 Variant("numpy-rint",
@@ -110,8 +114,11 @@ CATALOGUE = NotebookCatalogue(
                         description="returns a 0/1 int64 tensor instead of a bool mask"),
                 Variant("torch-nonzero", _nonzero_mask("    return torch.nonzero(x)\n"), kind="shape",
                         description="torch.nonzero returns the indices of the non-zero elements, not a mask"),
+                Variant('via-float32', 'def nonzero_mask(x):\n    return x.float() != 0\n', kind='precision', description='float32 cannot hold 1e-300: a tiny float64 value becomes 0 and counts as zero'),
+                Variant('long-first', 'def nonzero_mask(x):\n    return x.long() != 0\n', kind='rounding', description='casting to int64 truncates 0.5 to 0 (and NaN to a number)'),
             ),
             alternatives=(
+                Variant('logical-not', 'def nonzero_mask(x):\n    return torch.logical_not(x == 0)\n'),
                 Variant("bool-method", _nonzero_mask("    return x.bool()\n")),
                 Variant("to-bool", _nonzero_mask("    return x.to(torch.bool)\n")),
                 Variant("torch-ne", _nonzero_mask("    return torch.ne(x, 0)\n")),
@@ -137,6 +144,7 @@ CATALOGUE = NotebookCatalogue(
                         description="promote_types ignores the special role of Python numbers and 0-dim tensors"),
                 Variant("first-operand", _sum_dtype("    return a.dtype\n"), kind="wrong-values",
                         description="assumes the result always has a's dtype"),
+                Variant('zero-dim-counts-fully', 'def sum_dtype(a, b):\n    if isinstance(b, torch.Tensor):\n        return torch.promote_types(a.dtype, b.dtype)\n    return torch.result_type(a, b)\n', kind='zero-dim', description='treats a 0-dim tensor like a dimensioned one: float32 + 0-dim float64 is float32, not float64'),
             ),
             alternatives=(
                 Variant("add-then-dtype", _sum_dtype("    return (a + b).dtype\n")),
@@ -160,14 +168,18 @@ CATALOGUE = NotebookCatalogue(
                 Variant("writes-into-img",
                         _brighten("    img[:] = torch.clamp(img.int() + amount, 0, 255)\n    return img\n"),
                         kind="mutates-input", description="overwrites the caller's image"),
+                Variant('numpy-clip-scalar', 'def brighten(img, amount):\n    wide = img.numpy().astype(np.int64) + amount\n    return torch.from_numpy(np.clip(wide, 0, 255).astype(np.uint8))\n', kind='zero-dim', description='for a 0-dim image NumPy returns a scalar, which torch.from_numpy refuses'),
+                Variant('int8-widen', 'def brighten(img, amount):\n    return torch.clamp(img.to(torch.int8) + amount, 0, 255).to(torch.uint8)\n', kind='wrong-values', description='int8 cannot hold pixels above 127: they wrap to negative numbers before the addition'),
+                Variant('flat-view', 'def brighten(img, amount):\n    flat = img.view(-1).to(torch.int32) + amount\n    return flat.clamp(0, 255).to(torch.uint8).view(img.shape)\n', kind='layout', description='view(-1) fails on a transposed or sliced image'),
             ),
             alternatives=(
+                Variant('reshape-flat', 'def brighten(img, amount):\n    flat = img.reshape(-1).to(torch.int32) + amount\n    return flat.clamp(0, 255).to(torch.uint8).reshape(img.shape)\n'),
                 Variant("int16-byte", _brighten("    return (img.to(torch.int16) + amount).clamp(0, 255).byte()\n")),
                 Variant("float-clamp-cast",
                         _brighten("    return (img.float() + amount).clamp(0, 255).to(torch.uint8)\n")),
                 Variant("numpy-clip",
                         _brighten("    wide = img.numpy().astype(np.int64) + amount\n"
-                                  "    return torch.from_numpy(np.clip(wide, 0, 255).astype(np.uint8))\n")),
+                                  "    return torch.from_numpy(np.asarray(np.clip(wide, 0, 255)).astype(np.uint8))\n")),
                 Variant("long-min-max",
                         _brighten("    wide = img.long() + amount\n"
                                   "    wide = torch.minimum(wide, torch.tensor(255))\n"
@@ -191,8 +203,11 @@ CATALOGUE = NotebookCatalogue(
                         description="returns a Python float instead of a 0-dim tensor"),
                 Variant("mean-dim0", _mean_as_float("    return x.float().mean(dim=0)\n"), kind="shape",
                         description="averages over the first dimension only, not over all elements"),
+                Variant('int32-first', 'def mean_as_float(x):\n    return x.int().float().mean()\n', kind='precision', description='int32 cannot hold int64 values beyond 2**31: they wrap around'),
             ),
             alternatives=(
+                Variant('mean-of-row-means', 'def mean_as_float(x):\n    return x.float().mean(dim=-1).mean()\n'),
+                Variant('sum-over-numel', 'def mean_as_float(x):\n    return (x.double().sum() / x.numel()).float()\n'),
                 Variant("true-division", _mean_as_float("    return x.sum() / x.numel()\n")),
                 Variant("mean-dtype", _mean_as_float("    return torch.mean(x, dtype=torch.float32)\n")),
                 Variant("float-method", _mean_as_float("    return x.float().mean()\n")),

@@ -33,8 +33,11 @@ CATALOGUE = NotebookCatalogue(
                     kind="dtype",
                     description="forces float64 (NumPy's default), changing the dtype and copying",
                 ),
+                Variant('contiguous-first', 'def to_numpy_shared(t):\n    return t.contiguous().numpy()\n', kind='layout', description='makes the tensor contiguous first, which copies a transposed or sliced view'),
+                Variant('atleast-1d', 'def to_numpy_shared(t):\n    return np.atleast_1d(t.numpy())\n', kind='zero-dim', description='turns a 0-dim tensor into a 1-D array'),
             ),
             alternatives=(
+                Variant('numpy-method-on-detached-view', 'def to_numpy_shared(t):\n    view = t.view_as(t)\n    return view.numpy()\n'),
                 Variant("np-asarray", "def to_numpy_shared(t):\n    return np.asarray(t)\n"),
                 Variant("detach-numpy", "def to_numpy_shared(t):\n    return t.detach().numpy()\n"),
                 Variant("force", "def to_numpy_shared(t):\n    return t.numpy(force=True)\n"),
@@ -78,6 +81,7 @@ CATALOGUE = NotebookCatalogue(
                     kind="shares-memory",
                     description="copies the array before converting",
                 ),
+                Variant('ascontiguous', 'def to_tensor_shared(a):\n    return torch.from_numpy(np.ascontiguousarray(a))\n', kind='layout', description='np.ascontiguousarray copies a sliced or transposed view, so nothing is shared'),
             ),
             alternatives=(
                 Variant("as-tensor", "def to_tensor_shared(a):\n    return torch.as_tensor(a)\n"),
@@ -124,8 +128,11 @@ CATALOGUE = NotebookCatalogue(
                     kind="dtype",
                     description="always converts to float32",
                 ),
+                Variant('item-for-0-dim', 'def to_tensor_copy(a):\n    if a.ndim == 0:\n        return torch.tensor(a.item())\n    return torch.tensor(a)\n', kind='zero-dim', description='a 0-dim float64 array comes back as float32 through .item()'),
+                Variant('empty-special-case', 'def to_tensor_copy(a):\n    if a.size == 0:\n        return torch.tensor([])\n    return torch.tensor(a)\n', kind='empty', description='an empty array becomes a float32 tensor of shape (0,)'),
             ),
             alternatives=(
+                Variant('from-numpy-of-copy', 'def to_tensor_copy(a):\n    return torch.from_numpy(np.array(a, copy=True))\n'),
                 Variant("from-numpy-clone", "def to_tensor_copy(a):\n    return torch.from_numpy(a).clone()\n"),
                 Variant("copy-then-share", "def to_tensor_copy(a):\n    return torch.from_numpy(a.copy())\n"),
                 Variant("as-tensor-clone", "def to_tensor_copy(a):\n    return torch.as_tensor(a).clone()\n"),
@@ -170,6 +177,8 @@ CATALOGUE = NotebookCatalogue(
                     kind="shares-memory",
                     description="a = a + 1 rebinds the local name; the caller's array is untouched",
                 ),
+                Variant('ascontiguous', 'def add_one_shared(a):\n    t = torch.from_numpy(np.ascontiguousarray(a))\n    t += 1\n    return t\n', kind='layout', description="for a sliced view, np.ascontiguousarray adds 1 to a copy: the caller's array stays unchanged"),
+                Variant('float-one-unsafe', "def add_one_shared(a):\n    np.add(a, 1.0, out=a, casting='unsafe')\n    return torch.from_numpy(a)\n", kind='precision', description='adds the float 1.0: int64 values beyond 2**53 are rounded through float64'),
             ),
             alternatives=(
                 Variant("add-underscore", "def add_one_shared(a):\n    return torch.from_numpy(a).add_(1)\n"),
@@ -233,6 +242,8 @@ CATALOGUE = NotebookCatalogue(
                     kind="hides-error",
                     description="catches the RuntimeError and returns None instead of fixing it",
                 ),
+                Variant('float32-round-trip', 'def grad_to_numpy(t):\n    values = t.detach().float().numpy()\n    return values.astype(np.float64 if t.dtype == torch.float64 else np.float32)\n', kind='precision', description='goes through float32, so float64 values lose precision'),
+                Variant('detach-in-place', 'def grad_to_numpy(t):\n    return t.detach_().numpy()\n', kind='mutates-input', description="detach_() cuts the caller's tensor out of autograd"),
             ),
             alternatives=(
                 Variant("force", "def grad_to_numpy(t):\n    return t.numpy(force=True)\n"),
@@ -309,8 +320,10 @@ CATALOGUE = NotebookCatalogue(
                     kind="hard-coded",
                     description="returns the answer to the visible example",
                 ),
+                Variant('float32-internally', 'def standardize_columns(a):\n    t = torch.from_numpy(a).float()\n    z = (t - t.mean(dim=0)) / t.std(dim=0, correction=0)\n    return z.to(torch.from_numpy(a).dtype)\n', kind='precision', description='computes in float32 and casts back: float64 results lose precision'),
             ),
             alternatives=(
+                Variant('var-mean', 'def standardize_columns(a):\n    t = torch.from_numpy(a)\n    var, mean = torch.var_mean(t, dim=0, correction=0)\n    return (t - mean) / var.sqrt()\n'),
                 Variant(
                     "numpy-then-convert",
                     "def standardize_columns(a):\n"

@@ -1,0 +1,93 @@
+"""Incremental regrading: which submissions changed since they were last graded.
+
+A submission is graded again only when its *digest* changed: a SHA-256 over the files of
+``submitted/<student>/<assignment>/`` (names and bytes), the instructor's ``source/<assignment>/``
+(the tests) and ``nbgrader_config.py`` (limits, preprocessors). The digest of each graded submission is
+kept in ``.grading/digests/<assignment>.json`` with the id of its submission in the gradebook, so a
+new or reset gradebook (another id, or none) also grades everything again. Submissions that could not
+be graded are always tried again (they cost no kernel, and the cause may have been fixed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+__all__ = ["DIGEST_DIR", "submission_digest", "DigestStore"]
+
+DIGEST_DIR = ".grading/digests"
+CONFIG_FILE = "nbgrader_config.py"
+
+
+def _hash_tree(h, folder: Path, label: str) -> None:
+    h.update(f"\0{label}\0".encode())
+    if not folder.is_dir():
+        return
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+        h.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def submission_digest(coursedir, assignment_id: str, student_id: str) -> str:
+    """The SHA-256 (hex) of a submission's files, the assignment's source and the course config."""
+    root = Path(coursedir.root)
+    h = hashlib.sha256()
+    _hash_tree(h, root / coursedir.submitted_directory / student_id / assignment_id, "submitted")
+    _hash_tree(h, root / coursedir.source_directory / assignment_id, "source")
+    config = root / CONFIG_FILE
+    h.update(b"\0config\0" + (config.read_bytes() if config.is_file() else b""))
+    return h.hexdigest()
+
+
+class DigestStore:
+    """The digests of the graded submissions of one assignment, with their last results."""
+
+    def __init__(self, coursedir, assignment_id: str):
+        self.coursedir = coursedir
+        self.assignment_id = assignment_id
+        self.path = Path(coursedir.root) / DIGEST_DIR / f"{assignment_id}.json"
+        try:
+            self.entries = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def _submission_id(self, student_id: str) -> str | None:
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                return gb.find_submission(self.assignment_id, student_id).id
+            except MissingEntry:
+                return None
+
+    def unchanged(self, student_id: str, digest: str, feedback: bool) -> dict | None:
+        """The stored result (a dict of :class:`~torchsteps.results.status.SubmissionResult`) when this submission
+        was graded with this digest into the current gradebook and its outputs are still there; else None."""
+        entry = self.entries.get(student_id)
+        if not entry or entry.get("digest") != digest or entry["result"].get("status") != "graded":
+            return None
+        root = Path(self.coursedir.root)
+        outputs = [root / self.coursedir.autograded_directory / student_id / self.assignment_id]
+        if feedback:
+            outputs.append(root / self.coursedir.feedback_directory / student_id / self.assignment_id)
+        if not all(p.is_dir() for p in outputs) or entry.get("feedback", False) < feedback:
+            return None
+        if entry.get("submission_id") != self._submission_id(student_id):
+            return None
+        return entry["result"]
+
+    def record(self, result, digest: str, feedback: bool) -> None:
+        """Remember a graded submission (other outcomes are forgotten: they are graded again next time)."""
+        if result.status != "graded":
+            self.entries.pop(result.student_id, None)
+            return
+        self.entries[result.student_id] = {
+            "digest": digest, "submission_id": self._submission_id(result.student_id),
+            "feedback": feedback, "result": asdict(result),
+        }
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
