@@ -18,7 +18,7 @@ import sys
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, write_submissions
+from conftest import ASSIGNMENT, REPO, copy_course, write_roster, write_submissions
 from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.authoring.submissions import fill_solutions
 
@@ -118,8 +118,7 @@ def _class():
 def attacked(tmp_path_factory):
     students = _class()
     course = copy_course(tmp_path_factory.mktemp("attacks") / "course", demo_class=False)
-    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(f"\nc.Roster.students = {[{'id': s} for s in sorted(students)]!r}\n")
+    write_roster(course, sorted(students))
     write_submissions(course, students)
     # One worker: the honest submissions are graded first and last, by the same warm processes as the attacks.
     proc = subprocess.run([sys.executable, "-m", "torchsteps", "--course", str(course), "grade", "--jobs", "1"],
