@@ -167,3 +167,27 @@ def test_everyday_notebook_habits_are_not_flagged(source):
 def test_tampering_is_still_hinted(source, what):
     findings = find_tampering([(0, source)])
     assert any(what in f.what for f in findings), findings
+
+
+def test_same_values_on_views_with_odd_strides():
+    """Regression: a (n, 1) view with stride 2 on its last dimension could not be compared as bytes."""
+    from torchsteps.sandbox.crossing import same_values
+
+    for dtype in (torch.bfloat16, torch.int64, torch.float32):
+        base = torch.arange(12).to(dtype).reshape(6, 2)
+        view = base[:, :1].t().reshape(1, 6)[:, ::2]  # stride 4 on the last dimension
+        assert same_values(view, view.clone())
+        odd = torch.arange(12).to(dtype).as_strided((3, 1), (2, 2))
+        assert same_values(odd, odd.clone())
+        assert not same_values(odd, odd.clone() + 1)
+
+
+def test_memory_region_of_a_view_into_a_received_buffer_starts_at_the_buffer():
+    """Regression: a strided view decoded over np.frombuffer bytes measured its offset from its own first
+    element, the grader from the buffer's start, so a correct shared view was refused."""
+    from torchsteps.sandbox.crossing import memory_region
+
+    raw = np.frombuffer(bytearray(np.arange(8.0).tobytes()), np.uint8)
+    view = np.lib.stride_tricks.as_strided(raw[8:16].view(np.float64), shape=(3,), strides=(16,))
+    low, high, _ = memory_region(view)
+    assert (low, high) == (raw.__array_interface__["data"][0], raw.__array_interface__["data"][0] + 64)

@@ -232,9 +232,16 @@ def memory_region(a):
     array's own extent when the owner is not an ndarray.
     """
     root = a
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    if root.base is None and (root.flags.c_contiguous or root.flags.f_contiguous):
+    while True:
+        if isinstance(root.base, np.ndarray):
+            root = root.base
+        elif isinstance(getattr(root.base, "base", None), np.ndarray):
+            root = root.base.base  # np.lib.stride_tricks.as_strided's DummyArray keeps the array it views
+        else:
+            break
+    # The root may own its memory (base None) or wrap a plain buffer (np.frombuffer over the bytes that
+    # crossed): either way its whole extent is the region, so both sides measure offsets from the same start.
+    if not isinstance(root.base, np.ndarray) and (root.flags.c_contiguous or root.flags.f_contiguous):
         low = root.__array_interface__["data"][0]
         return low, low + root.nbytes, root
     low, high = np.lib.array_utils.byte_bounds(a)
@@ -531,7 +538,10 @@ def same_values(a, b):
             return False
         if a.device.type == "meta":
             return True
-        x, y = a.detach().cpu().contiguous().reshape(-1), b.detach().cpu().contiguous().reshape(-1)
+        # Fresh, densely packed copies: .contiguous() keeps odd strides on size-1 dimensions, and a
+        # flattened view with stride != 1 cannot be reinterpreted as bytes.
+        x = torch.empty(a.shape, dtype=a.dtype).copy_(a.detach().cpu()).reshape(-1)
+        y = torch.empty(b.shape, dtype=b.dtype).copy_(b.detach().cpu()).reshape(-1)
         return torch.equal(x.view(torch.uint8), y.view(torch.uint8)) if x.numel() else True
     if isinstance(a, np.ndarray):
         if a.dtype != b.dtype or a.shape != b.shape:
