@@ -137,15 +137,19 @@ class TrustedExecute(GuardedExecute):
         except (DeadKernelError, CellTimeoutError):
             raise
         except Exception as e:
-            # Not the student's doing: the submission fails with a reason that says where (and is graded again).
+            # Seen after a student cell that had to be interrupted (an endless loop): the student kernel no
+            # longer serves the calls as expected. The test cannot be completed, so it fails (like a
+            # GraderError); where it happened is named in the output and logged, and the rest is graded.
             import traceback
 
             frame = traceback.extract_tb(e.__traceback__)[-1]
             self.log.error("Trusted execution of cell %s failed", index, exc_info=True)
-            raise RuntimeError(
-                f"trusted execution of {label} failed: {type(e).__name__}: {e} "
-                f"(at {Path(frame.filename).name}:{frame.lineno})"
-            ) from e
+            if self._grader is not None:
+                self._grader.parent.close()
+                self._grader = None
+            why = f"{type(e).__name__} at {Path(frame.filename).name}:{frame.lineno} while serving the student kernel"
+            error = {"ename": "GraderError", "evalue": f"the test could not be completed: {why}",
+                     "traceback": [f"GraderError: the test could not be completed: {why}"]}
         if error:
             cell.outputs.append(new_output("error", **error))
 
