@@ -29,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, REPO, copy_course, tree_digest
+from conftest import ASSIGNMENT, REPO, copy_course, tree_digest, write_roster
 from torchsteps.authoring.catalogue import by_notebook
 from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.authoring.submissions import fill_solutions
@@ -61,8 +61,7 @@ def build_class(course: Path) -> list[str]:
     broken.mkdir(parents=True)
     (broken / f"{NOTEBOOK}.ipynb").write_text("{ not a notebook", encoding="utf-8")
     roster = sorted(set(notebooks) - {"stranger"} | {"fox"})
-    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
-        f.write(f"\nc.Roster.students = {[{'id': s} for s in roster]!r}\n")
+    write_roster(course, roster)
     return sorted(roster + ["stranger"])
 
 
