@@ -7,6 +7,7 @@ under ``runtime_dir`` holding ``work/`` (bound as the kernel's working folder, :
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -42,3 +43,29 @@ def chown_tree(path: Path, uid: int) -> None:
         os.chown(dirpath, uid, uid, follow_symlinks=False)
         for name in filenames + dirnames:
             os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+
+
+_claimed: dict[str, tuple[int, object]] = {}
+
+
+def claim_uid(base: int, lock_dir: Path, kind: str = "uid") -> int | None:
+    """A user id from ``base .. base+999`` that no other live grading process holds for ``kind``; ``None`` if none is free.
+
+    Held with an ``flock`` on ``<lock_dir>/<kind>-<id>.lock`` for the life of the process (the lock goes
+    with the process, also when it is killed). Kernels (``kind="uid"``) and grader processes
+    (``kind="grader-uid"``) each get their own id, so one's process limit and cleanup never touch another's.
+    """
+    held = _claimed.get(kind)
+    if held is not None and held[0] >= base:
+        return held[0]
+    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    for uid in range(base, base + 1000):
+        handle = open(lock_dir / f"{kind}-{uid}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed[kind] = (uid, handle)
+        return uid
+    return None

@@ -14,7 +14,6 @@ The host only relays messages (JSON lines); it never decodes data that came from
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import os
 import select
@@ -26,7 +25,7 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .folders import SANDBOX_WORKDIR, make_private_dir
+from .folders import SANDBOX_WORKDIR, claim_uid, make_private_dir
 
 __all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "GRADER_UID_OFFSET"]
 
@@ -57,25 +56,12 @@ class GraderError(RuntimeError):
     """The grader process died, stopped answering or sent something unreadable."""
 
 
-_claimed: tuple[int, object] | None = None
-
-
 def _claim_grader_uid(base: int, lock_dir: Path) -> int:
-    """A user id for this process's grader sandboxes that no other live grading process holds (flock)."""
-    global _claimed
-    if _claimed is not None:
-        return _claimed[0]
-    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
-    for uid in range(base, base + 1000):
-        handle = open(lock_dir / f"grader-uid-{uid}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        _claimed = (uid, handle)
-        return uid
-    raise GraderError(f"no free grader user id in {base}..{base + 999}")
+    """The grader user id of this grading process (:func:`~torchsteps.sandbox.folders.claim_uid`)."""
+    uid = claim_uid(base, lock_dir, "grader-uid")
+    if uid is None:
+        raise GraderError(f"no free grader user id in {base}..{base + 999}")
+    return uid
 
 
 class _Lines:

@@ -38,7 +38,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
-from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, make_private_dir
+from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, claim_uid, make_private_dir
 from .warm import ZYGOTE_PATH_INSIDE, ZYGOTE_SCRIPT, ZygoteError, get_zygote
 
 __all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox"]
@@ -91,31 +91,12 @@ def _python_roots() -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr"))
 
 
-_claimed_uid: tuple[int, object] | None = None
-
-
 def _claim_uid(base: int, lock_dir: Path) -> int:
-    """A user id for this process's sandboxes that no other live grading process holds.
-
-    Held with an ``flock`` on ``<lock_dir>/uid-<id>.lock`` for the life of the process (the lock goes
-    with the process, also when it is killed).
-    """
-    global _claimed_uid
-    import fcntl
-
-    if _claimed_uid is not None and _claimed_uid[0] >= base:
-        return _claimed_uid[0]
-    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
-    for uid in range(base, base + 1000):
-        handle = open(lock_dir / f"uid-{uid}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        _claimed_uid = (uid, handle)
-        return uid
-    raise SandboxUnavailable(f"no free sandbox user id in {base}..{base + 999}")
+    """The kernel user id of this grading process (:func:`~torchsteps.sandbox.folders.claim_uid`)."""
+    uid = claim_uid(base, lock_dir, "uid")
+    if uid is None:
+        raise SandboxUnavailable(f"no free sandbox user id in {base}..{base + 999}")
+    return uid
 
 
 def _parents(path: str) -> list[str]:
