@@ -56,3 +56,17 @@ def test_csv_has_a_column_per_test_cell_and_plain_status_values(gradebook, tmp_p
     assert {r["status"] for r in table} == {"graded", "not submitted"}
     ann = table[0]
     assert (ann["01_a:test_x1"], ann["01_a:test_x2"], ann["score"], ann["max_score"]) == ("0", "1", "2", "4")
+
+
+def test_columns_follow_the_source_notebook_not_the_gradebook_order(gradebook, tmp_path):
+    """PostgreSQL returns a notebook's source cells in any order (regression: the cluster's grades.csv had its
+    columns in another order than a local run's); the course's notebook on disk decides."""
+    import nbformat
+
+    folder = tmp_path / "source" / "hw"
+    folder.mkdir(parents=True)
+    cells = [nbformat.v4.new_code_cell("", metadata={"nbgrader": {"grade_id": name, "grade": True}})
+             for name in ("test_x1", "test_x2")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), str(folder / "01_a.ipynb"))
+    columns, _ = collect_rows(gradebook, tmp_path, "hw")
+    assert [c.key for c in columns] == ["01_a:test_x1", "01_a:test_x2", "02_b:test_y"]

@@ -21,6 +21,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from ..constants import FLAG_COMMENT_PREFIX
@@ -82,16 +83,35 @@ class GradeRow:
     notes: list[str] = field(default_factory=list)
 
 
-def exercise_columns(gb: Gradebook, assignment_id: str) -> list[ExerciseColumn]:
-    """The graded cells (grade and task cells) of an assignment, by notebook, then in source-cell order."""
+def _cell_order(root: Path | None, assignment_id: str, notebook) -> dict[str, int]:
+    """``{grade_id: position}`` in the instructor's notebook (``source/``, else ``release/``).
+
+    The gradebook keeps no cell positions: its ``source_cells`` come back in insertion order from SQLite but
+    in any order from PostgreSQL, so the notebook on disk is the one source of the order when it is there.
+    """
+    for folder in ("source", "release"):
+        path = root / folder / assignment_id / f"{notebook.name}.ipynb" if root is not None else None
+        if path is not None and path.is_file():
+            try:
+                cells = nbformat.read(str(path), as_version=nbformat.NO_CONVERT).cells
+            except Exception:  # an unreadable notebook: fall back to the gradebook's order
+                break
+            ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells]
+            return {grade_id: i for i, grade_id in enumerate(ids) if grade_id}
+    return {c.name: i for i, c in enumerate(notebook.source_cells)}
+
+
+def exercise_columns(gb: Gradebook, assignment_id: str, root: str | Path | None = None) -> list[ExerciseColumn]:
+    """The graded cells (grade and task cells) of an assignment, by notebook, then in the order of the cells in
+    the course's notebook under ``root`` (the course folder; the gradebook's order without it)."""
     assignment = gb.find_assignment(assignment_id)
     columns = []
     for notebook in sorted(assignment.notebooks, key=lambda n: n.name):
-        source_order = {c.name: i for i, c in enumerate(notebook.source_cells)}
+        source_order = _cell_order(Path(root) if root is not None else None, assignment_id, notebook)
         solutions = {c.name for c in notebook.solution_cells}
         cells = [(c, "manual" if c.name in solutions else "auto") for c in notebook.grade_cells]
         cells += [(c, "task") for c in notebook.task_cells]
-        for cell, kind in sorted(cells, key=lambda ck: source_order.get(ck[0].name, 1 << 30)):
+        for cell, kind in sorted(cells, key=lambda ck: (source_order.get(ck[0].name, 1 << 30), ck[0].name)):
             columns.append(ExerciseColumn(notebook.name, cell.name, float(cell.max_score), kind))
     return columns
 
@@ -131,7 +151,7 @@ def _error_is_stale(result, root: Path, assignment_id: str) -> bool:
 def collect_rows(gb: Gradebook, root: str | Path, assignment_id: str, student_ids=None) -> tuple[list[ExerciseColumn], list[GradeRow]]:
     """Per-cell scores of every student (gradebook students, and anyone whose submission failed) for one assignment."""
     root = Path(root)
-    columns = exercise_columns(gb, assignment_id)
+    columns = exercise_columns(gb, assignment_id, root)
     assignment = gb.find_assignment(assignment_id)
     max_total = float(assignment.max_score)
     status = {r.student_id: r for r in read_status(root) if r.assignment_id == assignment_id}
