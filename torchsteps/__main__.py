@@ -60,13 +60,13 @@ def _grade(args) -> int:
         else:
             mark = result.status.value if result.status is not Status.ERROR else f"ERROR: {result.reason}"
         console.print(f"[{done}/{total}] {result.student_id}: {mark} ({result.seconds:.1f} s; {total - done} left, about {eta:.0f} s)",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
 
     which = f"students {', '.join(args.student)}" if args.student else "every submission"
     results = []
     where = f"on the Dask cluster at {scheduler}" if scheduler else f"{args.jobs} at a time"
     for assignment in assignments:
-        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({where})", markup=False)
+        console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({where})", markup=False, soft_wrap=True)
         try:
             results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only, students=args.student,
                                    force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False),
@@ -84,7 +84,7 @@ def _grade(args) -> int:
             console.print(assignment, style="bold", markup=False)
         print_grades(columns, rows, console)
     if outputs.report_path:
-        console.print(f"Report: {outputs.report_path}", markup=False)
+        console.print(f"Report: {outputs.report_path}", markup=False, soft_wrap=True)
     elapsed = time.perf_counter() - start
     submitted = [r for r in results if r.status is not Status.NOT_SUBMITTED]
     failed = [r for r in submitted if r.status is not Status.GRADED]
@@ -92,7 +92,7 @@ def _grade(args) -> int:
     console.print(
         f"{len(submitted)} submissions in {elapsed:.1f} s ({len(submitted) - len(kept)} run now, {len(kept)} unchanged and kept); "
         f"{len(failed)} could not be graded. Grades: {outputs.csv_path}; feedback: {Path(api.coursedir.root) / 'feedback'}, "
-        f"one zip per student in {Path(api.coursedir.root) / ARCHIVE_DIR}/<assignment>/", markup=False,
+        f"one zip per student in {Path(api.coursedir.root) / ARCHIVE_DIR}/<assignment>/", markup=False, soft_wrap=True,
     )
     return 0
 
