@@ -92,8 +92,9 @@ def csv_rows(path: Path) -> dict[tuple[str, str], dict]:
 def courses(tmp_path_factory):
     base = tmp_path_factory.mktemp("other")
     ours, stock = _copy(base / "ours", stock=False), _copy(base / "stock", stock=True)
+    # a terminal wide enough for one column per exercise (80 columns, rich's default, gives one per notebook)
     proc = subprocess.Popen([sys.executable, "-m", "torchsteps", "--course", str(ours), "grade", "-j", "1"],
-                            cwd=ours, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ours, env=dict(_env(), COLUMNS="200"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _grade_stock(stock)
     finally:

@@ -73,13 +73,23 @@ class GuardedExecute(WriteLimit, OutputCap, Execute):
             new_output("error", ename="CellNotRun", evalue=reason, traceback=[f"CellNotRun: {reason}"])
         ]
 
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type != "code":
-            return cell, resources
+    def _reason_not_to_run(self) -> str:
+        """Why the next code cell must not run, or "": the notebook's time budget is spent, its kernel died,
+        or its writable space is full (:class:`WriteLimit`). One check for every code cell, wherever it runs
+        (the student kernel here, the grader process in ``TrustedExecute``)."""
         if not self._stopped and time.monotonic() >= self._deadline:
             self._stopped = f"the notebook used up its time limit of {self.notebook_timeout} s before this cell"
         if self._stopped:
-            self._not_run(cell, self._stopped)
+            return self._stopped
+        full = getattr(self, "_write_limit_reason", "")
+        return f"{full}; later cells were not run" if full else ""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        reason = self._reason_not_to_run()
+        if reason:
+            self._not_run(cell, reason)
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)

@@ -86,13 +86,15 @@ class TrustedExecute(GuardedExecute):
                 self._setup_sources.append((cell.source, f"<setup cell {index}>"))
                 self._run_setup(cell.source, f"<setup cell {index}>")
             return cell, resources
-        if not self._stopped and time.monotonic() >= self._deadline:
-            self._stopped = f"the notebook used up its time limit of {self.notebook_timeout} s before this cell"
-        if self._stopped:
-            self._not_run(cell, self._stopped)
+        reason = self._reason_not_to_run()  # the same time budget, dead kernel and full disk as other cells
+        if reason:
+            self._not_run(cell, reason)
             return cell, resources
         cell.outputs = []
-        self._run_test(cell, index)
+        try:
+            self._run_test(cell, index)
+        finally:
+            self._write_limit_reason = self.write_limit_reason()  # the student's code it called may have filled the disk
         self.nb.cells[index] = cell
         return cell, resources
 
