@@ -25,7 +25,9 @@ def test_the_bundle_is_the_config_and_the_assignments_source(api):
     bundle = course_bundle(api, ASSIGNMENT, {"ada"}, {"nb": frozenset({"x"})}, feedback=True)
     names = set(bundle.files)
     assert "nbgrader_config.py" in names and f"source/{ASSIGNMENT}/checks.py" in names
-    assert all(n == "nbgrader_config.py" or n.startswith(f"source/{ASSIGNMENT}/") for n in names), names
+    release = {n for n in names if n.startswith(f"release/{ASSIGNMENT}/")}
+    assert release == {f"release/{ASSIGNMENT}/checks.py"}, "the handed-out files, not the release's notebooks or wheel"
+    assert all(n == "nbgrader_config.py" or n.startswith(f"source/{ASSIGNMENT}/") for n in names - release), names
     assert f"source/{ASSIGNMENT}/link_to_config.py" not in names, "links are never followed into the bundle"
     assert bundle.db_url == api.coursedir.db_url and bundle.roster_ids == frozenset({"ada"})
     again = course_bundle(api, ASSIGNMENT, {"ada"}, {"nb": frozenset({"x"})}, feedback=True)
@@ -61,3 +63,14 @@ def test_returned_files_land_only_in_the_students_folders(api, tmp_path):
 def test_a_sqlite_gradebook_is_refused_before_anything_is_sent(api):
     with pytest.raises(ClusterError, match="PostgreSQL|postgresql"):
         next(grade_on_cluster(api, grade_submission, ASSIGNMENT, ["ada"], {"ada"}, {}, True, "tcp://127.0.0.1:1"))
+
+
+def test_a_worker_sees_the_handed_out_files(api, tmp_path):
+    """Regression: the workers' copy had no release/, so the sandboxes got no checks.py and every test cell
+    failed with ``No module named 'checks'`` on the cluster (a local run of the same class scored 11/11)."""
+    from torchsteps.grading.cluster import _worker_api
+    from torchsteps.nbgrader_plugins.execute import handed_out_files
+
+    bundle = course_bundle(api, ASSIGNMENT, {"ada"}, {}, feedback=True)
+    worker = _worker_api(bundle, tmp_path / "worker")
+    assert handed_out_files(worker.config, ASSIGNMENT) == ["checks.py"]

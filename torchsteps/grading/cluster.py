@@ -34,6 +34,7 @@ import shutil
 import threading
 import time
 import uuid
+from fnmatch import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from nbgrader.apps.api import NbGraderAPI
 from traitlets import Float, Unicode
 from traitlets.config import Configurable
 
+from ..constants import SELFCHECK_WHEEL_GLOB
 from ..results.status import Status, SubmissionResult
 from .course import CONFIG_FILE, load_config, open_api
 
@@ -96,11 +98,18 @@ def _regular_files(folder: Path) -> dict[str, bytes]:
 
 
 def course_bundle(api: NbGraderAPI, assignment_id: str, roster_ids: set[str], expected, feedback: bool) -> CourseBundle:
-    """The course as workers need it: ``nbgrader_config.py`` and ``source/<assignment>/``."""
+    """The course as workers need it: ``nbgrader_config.py``, ``source/<assignment>/`` and the handed-out files
+    of ``release/<assignment>/`` (``checks.py``: the sandbox copies them into the kernel's and the grader's
+    working folder, :func:`torchsteps.nbgrader_plugins.execute.handed_out_files`; without them every test cell
+    failed on the workers with ``No module named 'checks'``)."""
     root = Path(api.coursedir.root)
     source = Path(api.coursedir.format_path(api.coursedir.source_directory, ".", assignment_id))
+    release = Path(api.coursedir.format_path(api.coursedir.release_directory, ".", assignment_id))
     files = {CONFIG_FILE: (root / CONFIG_FILE).read_bytes()}
     files.update({f"{api.coursedir.source_directory}/{assignment_id}/{k}": v for k, v in _regular_files(source).items()})
+    if release.is_dir():
+        files.update({f"{api.coursedir.release_directory}/{assignment_id}/{k}": v for k, v in _regular_files(release).items()
+                      if not k.endswith(".ipynb") and not fnmatch(k.rsplit("/", 1)[-1], SELFCHECK_WHEEL_GLOB)})
     digest = hashlib.sha256()
     for name, data in sorted(files.items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
