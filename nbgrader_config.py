@@ -86,9 +86,11 @@ c.ExchangeFactory.submit = NoSubmit
 #   c.SandboxedKernelManager.cpu_seconds = 300     # CPU time per process, s
 #   c.SandboxedKernelManager.scratch_mb = 512      # bytes a notebook may have written, MiB (default 256)
 #   c.SandboxedKernelManager.scratch_inodes = 8192 # files + folders + links it may have (default 4096)
+#   c.SandboxedKernelManager.cgroup_memory_mb = 4096 # memory and written files together, MiB (default 3072)
 # Everything a notebook may write (working folder, /tmp, /dev/shm, HOME, caches) is one tmpfs per kernel,
-# gone with the kernel; its pages are memory, so a notebook holds at most memory_mb + scratch_mb. Once it
-# is full the notebook's remaining cells are not run, with the reason on each.
+# gone with the kernel; its pages are memory and count against cgroup_memory_mb with the kernel's own
+# memory (a memory cgroup per sandbox, when grading as root). Once either is full the notebook's remaining
+# cells are not run, with the reason on each.
 # Without a sandbox (not Linux, bubblewrap missing) grading stops, unless
 # c.SandboxedKernelManager.allow_unsandboxed = True (or `python -m torchsteps grade --unsandboxed`).
 

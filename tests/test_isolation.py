@@ -194,3 +194,51 @@ def test_cold_kernel_is_isolated_the_same_way(tmp_path):
         "print(os.getuid() != 0, sorted(os.listdir('.')), st.f_blocks * st.f_frsize // 2**20, st.f_files, r.returncode)",
     ], tmp_path, warm_start=False, scratch_mb=64, scratch_inodes=1000)
     assert out[0] == ("True ['checks.py'] 64 1000 1", []), out
+
+
+# --- memory and written files under one limit (a memory cgroup per sandbox) ---------------------------
+
+WRITE_FILES = (  # 240 MiB in the tmpfs, as four files under the 64 MiB file-size limit
+    "import os\nfor i in range(4):\n    with open(f'/dev/shm/f{i}', 'wb') as f:\n        f.write(os.urandom(60 * 2**20))\nprint('written')"
+)
+ALLOCATE = "block = bytearray(320 * 2**20)  # zero-filled: every page is touched\nprint('allocated', len(block) >> 20)"
+
+
+def _run_guarded(cells, folder, **limits):
+    """The cells through GuardedExecute (as autograde runs them) with ``limits`` of the sandbox."""
+    from nbformat.v4 import new_code_cell, new_notebook
+    from traitlets.config import Config
+
+    from torchsteps.nbgrader_plugins.execute import GuardedExecute
+
+    config = Config()
+    for key, value in limits.items():
+        setattr(config.SandboxedKernelManager, key, value)
+    config.GuardedExecute.timeout = 120
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb, _ = GuardedExecute(config=config).preprocess(nb, {"metadata": {"path": str(folder)}})
+    return [json.dumps(c.outputs) for c in nb.cells]
+
+
+def test_memory_and_written_files_share_one_limit(tmp_path):
+    """512 MiB for both: 320 MiB of memory fits, and so do 240 MiB of files; both together stop the
+    kernel, with the reason. Each alone stays far below its own limit (memory_mb 3072, scratch_mb 300)."""
+    from torchsteps.sandbox.memory_cgroup import CgroupUnavailable, _own_memory_cgroup
+
+    try:
+        _own_memory_cgroup()
+    except CgroupUnavailable as why:  # pragma: no cover - the grading machines have one
+        pytest.skip(f"no memory cgroup here: {why}")
+    limits = dict(cgroup_memory_mb=512, scratch_mb=300)
+    alone = _run_guarded([ALLOCATE, "del block\n" + WRITE_FILES], tmp_path, **limits)
+    assert "allocated 320" in alone[0] and "written" in alone[1], alone
+    together = _run_guarded([WRITE_FILES, ALLOCATE, "print('after')"], tmp_path, **limits)
+    assert "written" in together[0], together
+    assert "allocated" not in together[1] and "after" not in together[2], together
+    assert "used more than its 512 MiB of memory" in together[2] and "cgroup_memory_mb" in together[2], together
+    # the OOM killer took the kernel, not the warm parent: the next notebook of this process is graded
+    assert "allocated 320" in _run_guarded([ALLOCATE], tmp_path, **limits)[0]
+    # without the cgroup the same notebook runs to the end: the limit is what stopped it
+    unlimited = _run_guarded([WRITE_FILES, ALLOCATE, "print('after')"], tmp_path, cgroup_memory_mb=0, scratch_mb=300)
+    assert "allocated 320" in unlimited[1] and "after" in unlimited[2], unlimited

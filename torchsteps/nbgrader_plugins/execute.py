@@ -94,7 +94,9 @@ class GuardedExecute(WriteLimit, OutputCap, Execute):
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
+            memory = getattr(self.km, "memory_limit_reason", lambda: "")()
             self._stopped = (
+                f"{memory}: the kernel was stopped while running cell {index}; later cells were not run" if memory else
                 f"the kernel died while running cell {index} (memory or CPU limit, a crash, or the code "
                 "ended the process); later cells were not run"
             )

@@ -278,7 +278,10 @@ class TrustedExecute(GuardedExecute):
             self._serving = None
         if not idle:
             if not run_sync(lambda: ensure_async(self.km.is_alive()))():
+                memory = getattr(self.km, "memory_limit_reason", lambda: "")()
                 self._stopped = (
+                    f"{memory}: the kernel was stopped while a test called the notebook's code in cell {index}; "
+                    "later cells were not run" if memory else
                     f"the kernel died while a test called the notebook's code in cell {index} (memory or CPU limit, "
                     "a crash, or the code ended the process); later cells were not run"
                 )

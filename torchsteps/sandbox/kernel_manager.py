@@ -38,6 +38,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
+from .memory_cgroup import memory_cgroup_or_none
 from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, claim_uid, make_private_dir
 from .warm import ZYGOTE_PATH_INSIDE, ZYGOTE_SCRIPT, ZygoteError, get_zygote
 
@@ -127,6 +128,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         4096, help="files, folders and links a notebook may have at once in that tmpfs (nr_inodes)"
     ).tag(config=True)
     max_open_files = Integer(256, help="open file descriptors (RLIMIT_NOFILE)").tag(config=True)
+    cgroup_memory_mb = Integer(
+        3072, help="one limit, MiB, on a kernel's memory and the bytes it wrote to its tmpfs together: a memory "
+        "cgroup per sandbox where one can be made (torchsteps.sandbox.memory_cgroup; grading as root); 0: none",
+    ).tag(config=True)
     uid = Integer(
         64100, help="first of the unprivileged user ids kernels run as (when grading as root); each grading "
         "process takes its own id from uid, uid+1, ..., so that one sandbox's process limit and "
@@ -158,6 +163,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     _sandbox_dir: str | None = None
     _sandboxed = False
     _zygote = None
+    _cgroup = None  # a cold kernel's own memory cgroup (a warm kernel's is its parent's: Zygote.cgroup)
+    _oom_kills_before = 0
 
     async def _async_pre_start_kernel(self, **kw):
         try:
@@ -317,6 +324,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         os.chmod(self.connection_file, stat.S_IRUSR | stat.S_IWUSR)
         if self._zygote:
             # kernel_cmd is [python, -m, ipykernel_launcher, -f, <file>, ...]: the child runs the same app.
+            self._oom_kills_before = self._zygote.cgroup.oom_kills() if self._zygote.cgroup else 0
             process = self._zygote.start_kernel(list(kernel_cmd[3:]))
             self.provisioner.process, self.provisioner.pid, self.provisioner.pgid = process, process.pid, None
             self._reconcile_connection_info(self.provisioner.connection_info)
@@ -330,7 +338,18 @@ class SandboxedKernelManager(AsyncKernelManager):
         # otherwise land in the grader's terminal, and a student can flood it.
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
         command = self.sandbox_command(kernel_cmd, root, {str(ZYGOTE_SCRIPT): ZYGOTE_PATH_INSIDE}, parent=True)
+        self._cgroup = memory_cgroup_or_none(self.cgroup_memory_mb, self.log)
+        if self._cgroup is not None:
+            command = self._cgroup.wrap(command)
         return await super()._async_launch_kernel(command, **kw)
+
+    def memory_limit_reason(self) -> str:
+        """Why the kernel died, when its memory cgroup's limit killed it (``cgroup_memory_mb``); else ""."""
+        group = self._zygote.cgroup if self._zygote is not None else self._cgroup
+        if group is None or group.oom_kills() <= self._oom_kills_before:
+            return ""
+        return (f"the notebook used more than its {self.cgroup_memory_mb} MiB of memory (the kernel's memory and "
+                "the files it wrote, together; c.SandboxedKernelManager.cgroup_memory_mb)")
 
     def scratch_usage(self) -> dict | None:
         """``bytes_total``, ``bytes_free`` (bytes) and ``inodes_total``, ``inodes_free`` of the running
@@ -351,3 +370,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._sandbox_dir and not restart:
             shutil.rmtree(self._sandbox_dir, ignore_errors=True)
             self._sandbox_dir = None
+        if self._cgroup is not None and not restart:
+            self._cgroup.remove()
+            self._cgroup = None

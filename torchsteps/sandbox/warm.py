@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from .folders import chown_tree, make_private_dir
+from .memory_cgroup import memory_cgroup_or_none
 
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
 
@@ -64,6 +65,11 @@ class Zygote:
         ready = self._read(timeout=120)
         if not ready.get("ready"):
             raise ZygoteError(f"the warm kernel parent did not start: {ready}")
+        # Joined after the imports, so that only what kernels add (their memory and the tmpfs pages they
+        # write) is charged to the cgroup, not the parent's torch (see memory_cgroup.add_session).
+        self.cgroup = memory_cgroup_or_none(manager.cgroup_memory_mb, getattr(manager, "log", None))
+        if self.cgroup is not None:
+            self.cgroup.add_session(self.process.pid)
 
     def _read(self, timeout: float) -> dict:
         # A kernel runs as the same user as its parent and could stop it (SIGSTOP): never wait forever.
@@ -134,6 +140,9 @@ class Zygote:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+        if getattr(self, "cgroup", None) is not None:
+            self.cgroup.remove()
+            self.cgroup = None
 
 
 class ForkedKernel:
@@ -184,7 +193,7 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
     key = (
         manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
         manager.max_open_files, manager.kernel_uid, tuple(preload), warmup,
-        manager.scratch_mb, manager.scratch_inodes,
+        manager.scratch_mb, manager.scratch_inodes, manager.cgroup_memory_mb,
     )
     zygote = _zygotes.get(key)
     if zygote is None or not zygote.alive():

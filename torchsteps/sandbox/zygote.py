@@ -215,6 +215,11 @@ def _become_kernel(argv, settings, keep_fds):
             os.setsid()  # its own process group: ipykernel's interrupt (killpg) reaches it alone
         except OSError:
             pass  # already a session leader (a cold kernel started by bubblewrap)
+        try:  # when the sandbox's memory cgroup is full, the OOM killer ends this kernel, never the warm parent
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
         cpu_seconds = settings.get("cpu_seconds", 0)
         if cpu_seconds:
             # Set here, not on the parent: the parent's own CPU time (the imports) must not count.
