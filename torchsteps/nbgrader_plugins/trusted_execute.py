@@ -7,9 +7,9 @@
      │   lesson, answer and student cells            │   test cells, visible and hidden
      │   + harness (loaded before any student code)  │   + trusted code only: torch, numpy, checks.py
      │                                               │
-     │   <── call f(args) ──── host relays ──────────┤  f is a proxy for the notebook's f
-     │   ─── result + facts ── host relays ─────────>│  verdict = whether the test cell raised
-     │       (data only: torch.save / weights_only)  │
+     │   <── call f(args) ─── UNIX socket ───────────┤  f is a proxy for the notebook's f
+     │   ─── result + facts ──────────────────────-->│  verdict = whether the test cell raised
+     │       (data only: crossing.py, no pickle)     │
 
 A test cell (``utils.is_grade(cell) and not utils.is_solution(cell)``) never runs in the student kernel:
 :class:`TrustedExecute` sends its source to the grader process (:mod:`torchsteps.sandbox.grader_process`), which
@@ -26,8 +26,6 @@ In Jupyter and in the pytest self-check nothing changes: there, test cells run i
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import time
 from pathlib import Path
@@ -47,6 +45,18 @@ from .execute import GuardedExecute
 __all__ = ["TrustedExecute"]
 
 
+def _wait(result):
+    """The value of a kernel manager method's result, awaited if it is awaitable (sync and async managers).
+
+    (``run_sync`` takes a coroutine function only: a lambda returning a coroutine fails its assertion.)
+    """
+
+    async def value():
+        return await ensure_async(result)
+
+    return run_sync(value)()
+
+
 def _trusted_setup_cell(cell) -> bool:
     return cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_grade(cell) and not utils.is_solution(cell)
 
@@ -55,7 +65,8 @@ class TrustedExecute(GuardedExecute):
     """``GuardedExecute`` whose test cells run in a separate, sandboxed grader process (see the module doc)."""
 
     max_crossing_bytes = Integer(
-        64 * 1024 * 1024, help="largest message between the student kernel and the grader (result and arguments), bytes"
+        64 * 1024 * 1024, help="largest reply the grader process accepts from the student kernel (a call's result, "
+                               "the arguments after it and the facts), bytes"
     ).tag(config=True)
     trusted_verdicts = Bool(
         True, help="run test cells in the grader process; False runs them in the student kernel (GuardedExecute)"
@@ -110,7 +121,7 @@ class TrustedExecute(GuardedExecute):
 
     def _grader_child(self):
         if self._grader is None or self._grader.finished:
-            parent = get_grader_parent(self.km, getattr(self.km, "_sandboxed", False))
+            parent = get_grader_parent(self.km, getattr(self.km, "_sandboxed", False), self.max_crossing_bytes)
             self._grader = parent.start_child(self._folder, list(getattr(self.km, "workdir_files", ["checks.py"])))
             for source, label in self._setup_sources:
                 self._exchange(self._grader, "setup", source, label, outputs=None, index=None)
@@ -156,25 +167,57 @@ class TrustedExecute(GuardedExecute):
             cell.outputs.append(new_output("error", **error))
 
     def _exchange(self, grader, op, source, label, outputs, index):
-        """Run one cell in the grader; serve its requests in the student kernel; return its error (or None)."""
+        """Run one cell in the grader, giving it the student kernel when it asks; return its error (or None).
+
+        The cell's time limit (``timeout``, within the notebook's budget) covers the grader's work and the
+        student's functions it calls. When it is spent while the student kernel serves the grader, the
+        kernel is interrupted (the call in progress returns ``KeyboardInterrupt`` to the test) and the
+        grader gets 10 s more to finish; a grader that still does not answer is ended (``TimeoutError``).
+        """
         deadline = time.monotonic() + self._cell_timeout(None)
+        interrupted = False
         grader.send(op=op, source=source, label=label)
         while True:
-            message = grader.receive(deadline - time.monotonic())
+            try:
+                message = grader.receive(deadline - time.monotonic())
+            except TimeoutError:
+                if interrupted or getattr(self, "_serving", None) is None:
+                    raise
+                if not self.interrupt_on_timeout:
+                    raise CellTimeoutError(f"the test cell did not finish within {self._cell_timeout(None)} s") from None
+                _wait(self.km.interrupt_kernel())
+                if outputs is not None:
+                    self._append_stream(outputs, "stderr", "The notebook's code this test called was interrupted: "
+                                                           "the cell reached its time limit.\n")
+                interrupted, deadline = True, time.monotonic() + 10
+                continue
             kind = message.get("op")
             if kind == "stream" and outputs is not None:
+                self._drain(outputs, index)  # what the student's function printed before this comes first
                 self._append_stream(outputs, str(message.get("name")), str(message.get("text", "")))
-            elif kind in ("call", "names"):
-                if index is None:  # a setup cell has no business with the student's names
-                    grader.send(op="failed", reason="not available in a setup cell")
-                    continue
-                reply, failure = self._student_request(kind, message, outputs, index)
-                grader.send(**({"op": "reply", "payload": reply} if failure is None else {"op": "failed", "reason": failure}))
-                deadline = time.monotonic() + self._cell_timeout(None)  # the call's time is the student's, not the grader's
+            elif kind == "connect":
+                reason = self._connect_grader(grader, index)
+                if reason:
+                    grader.send(op="failed", reason=reason)
             elif kind == "done":
                 return message.get("error")
             elif kind == "exited":
                 raise GraderError(f"the grader process ended while running the cell (exit status {message.get('status')})")
+
+    def _connect_grader(self, grader, index) -> str:
+        """Start the harness's serve loop and pass its connection to the grader; "" or why not."""
+        if index is None:
+            return "not available in a setup cell"  # a setup cell has no business with the student's names
+        if self._stopped:
+            return self._stopped
+        if getattr(self, "_serving", None) is not None:
+            return "the connection to the notebook's code was lost earlier in this cell"
+        try:
+            self._start_serving(index)
+        except (OSError, ConnectionError) as e:
+            return f"the notebook's code cannot be called: {e}"
+        grader.hand_over(self._serving[0])
+        return ""
 
     def _append_stream(self, outputs, name, text):
         if name not in ("stdout", "stderr") or not text:
@@ -277,7 +320,7 @@ class TrustedExecute(GuardedExecute):
             idle = self._drain(outputs, index, until_idle=True, timeout=10)
             self._serving = None
         if not idle:
-            if not run_sync(lambda: ensure_async(self.km.is_alive()))():
+            if not _wait(self.km.is_alive()):
                 memory = getattr(self.km, "memory_limit_reason", lambda: "")()
                 self._stopped = (
                     f"{memory}: the kernel was stopped while a test called the notebook's code in cell {index}; "
@@ -286,63 +329,5 @@ class TrustedExecute(GuardedExecute):
                     "a crash, or the code ended the process); later cells were not run"
                 )
             else:
-                run_sync(lambda: ensure_async(self.km.interrupt_kernel()))()
+                _wait(self.km.interrupt_kernel())
                 self._drain(None, index, until_idle=True, timeout=5)
-
-    def _student_request(self, kind, message, outputs, index):
-        """Run a harness request in the student kernel; ``(base64 payload, None)`` or ``(None, reason)``."""
-        import base64
-
-        if self._stopped:
-            return None, self._stopped
-        try:
-            payload = base64.b64decode(str(message.get("payload", "")), validate=True)
-        except ValueError:
-            return None, "malformed request"
-        name = str(message.get("name", ""))
-        if len(payload) > self.max_crossing_bytes or (kind == "call" and not name.isidentifier()):
-            return None, "the arguments are too large to send" if name.isidentifier() or kind != "call" else "not a function name"
-        header = json.dumps({"op": kind, "name": name}).encode()
-        try:
-            if getattr(self, "_serving", None) is None:
-                self._start_serving(index)
-            connection = self._serving[0]
-            connection.settimeout(None)
-            connection.sendall(len(header).to_bytes(4, "little") + len(payload).to_bytes(8, "little") + header + payload)
-            reply = self._receive_reply(connection)
-        except (OSError, ConnectionError, CellTimeoutError) as e:
-            self._stop_serving(outputs)
-            return None, f"the call to the notebook's code failed: {e}"
-        finally:
-            self._drain(outputs, index)
-        return base64.b64encode(reply).decode("ascii"), None
-
-    def _receive_reply(self, connection) -> bytes:
-        """One reply frame (8-byte length, then the message); interrupts the student's function at the time limit."""
-        import select
-
-        deadline = time.monotonic() + self._cell_timeout(None)
-        interrupted = False
-        data = bytearray()
-        while True:
-            if len(data) >= 8:
-                size = int.from_bytes(data[:8], "little")
-                if size > self.max_crossing_bytes:
-                    raise ConnectionError("the result is too large")
-                if len(data) >= 8 + size:
-                    return bytes(data[8:8 + size])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if interrupted or not self.interrupt_on_timeout:
-                    raise CellTimeoutError("the call did not finish within the time limit")
-                run_sync(lambda: ensure_async(self.km.interrupt_kernel()))()
-                interrupted, deadline = True, time.monotonic() + 10
-                continue
-            if not select.select([connection], [], [], min(left, 1.0))[0]:
-                if not run_sync(lambda: ensure_async(self.km.is_alive()))():
-                    raise ConnectionError("the student's kernel died during the call")
-                continue
-            chunk = connection.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("the student's kernel closed the connection (it died, or the harness was stopped)")
-            data += chunk

@@ -8,7 +8,9 @@ files the tests import (``checks.py``), owned by root and read-only to it. Like 
 (:mod:`.warm`), the parent imports torch once and forks one child per notebook; between
 notebooks it empties its ``/tmp``.
 
-The host only relays messages (JSON lines); it never decodes data that came from the student kernel.
+The host never decodes data that came from the student kernel: during a test cell it passes the grader
+a connection to the harness's serve loop in the student kernel (a UNIX socket, sent over the parent's
+fd channel with ``SCM_RIGHTS``), and the two talk directly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,13 +93,16 @@ class _Lines:
 class GraderParent:
     """One warm grader parent (sandboxed unless the manager runs kernels without a sandbox)."""
 
-    def __init__(self, manager, sandboxed: bool):
+    def __init__(self, manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024 * 1024):
         self.root = make_private_dir(manager.runtime_dir)
         self.work = self.root / "work"
         os.chmod(self.work, 0o755)
+        # The channel the host passes connections to the student kernel over (see GraderChild.hand_over).
+        self.fd_channel, grader_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         settings = {
             "preload": list(manager.preload), "warmup": manager.warmup, "cpu_seconds": manager.cpu_seconds,
             "workdir": SANDBOX_WORKDIR if sandboxed else str(self.work), "sandboxed": sandboxed,
+            "fd_channel": grader_end.fileno(), "max_reply_bytes": max_reply_bytes,
         }
         if sandboxed:
             uid = _claim_grader_uid(manager.uid + GRADER_UID_OFFSET, Path(manager.runtime_dir))
@@ -113,10 +119,13 @@ class GraderParent:
             ]
         else:
             command = [sys.executable, str(HERE / "grader.py"), json.dumps(settings)]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True, cwd=str(self.root),
-        )
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                start_new_session=True, cwd=str(self.root), pass_fds=(grader_end.fileno(),),
+            )
+        finally:
+            grader_end.close()
         self.lines = _Lines(self.process.stdout.fileno())
         try:
             ready = self.lines.read(120)
@@ -169,6 +178,7 @@ class GraderParent:
             except OSError:
                 pass
             self.process.wait()
+        self.fd_channel.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -181,6 +191,15 @@ class GraderChild:
 
     def send(self, **message) -> None:
         self.parent.send(**message)
+
+    def hand_over(self, connection: socket.socket) -> None:
+        """Pass the grader a connection to the student kernel's serve loop (it answers ``connect``)."""
+        token = os.urandom(8)
+        try:
+            socket.send_fds(self.parent.fd_channel, [token], [connection.fileno()])
+        except OSError as e:
+            raise GraderError(f"the grader process stopped ({e})") from None
+        self.send(op="connected", token=token.hex())
 
     def receive(self, timeout: float) -> dict:
         """The next message; ``{"op": "exited"}`` when the child died (the parent reports it)."""
@@ -206,15 +225,15 @@ class GraderChild:
 _parents: dict[tuple, GraderParent] = {}
 
 
-def get_grader_parent(manager, sandboxed: bool) -> GraderParent:
+def get_grader_parent(manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024 * 1024) -> GraderParent:
     """This process's warm grader parent for the manager's sandbox settings (started on first use)."""
     key = (manager.memory_mb, manager.cpu_seconds, manager.max_processes, manager.max_file_mb,
-           manager.max_open_files, tuple(manager.preload), manager.warmup, sandboxed)
+           manager.max_open_files, tuple(manager.preload), manager.warmup, sandboxed, max_reply_bytes)
     parent = _parents.get(key)
     if parent is None or not parent.alive():
         if parent is not None:
             parent.close()
-        parent = _parents[key] = GraderParent(manager, sandboxed)
+        parent = _parents[key] = GraderParent(manager, sandboxed, max_reply_bytes)
     return parent
 
 

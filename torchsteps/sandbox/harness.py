@@ -135,18 +135,6 @@ def _patch_availability(values):
     return undo
 
 
-def _global_state():
-    """The global state a call can change, in a compact form (a few tensors): compared and sent only when changed."""
-    py_version, py_internal, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    return {
-        "torch_rng": torch.random.get_rng_state(),
-        "numpy_rng": (np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)),
-        "python_rng": (py_version, torch.tensor(py_internal, dtype=torch.int64), py_gauss),
-        "grad": torch.is_grad_enabled(), "default_dtype": torch.get_default_dtype(),
-    }
-
-
 def _set_global_state(state):
     if "torch_rng" in state:
         torch.random.set_rng_state(state["torch_rng"])
@@ -162,24 +150,14 @@ def _set_global_state(state):
         torch.set_default_dtype(state["default_dtype"])
 
 
-def _same(a, b):
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
-def changed_state(before, after):
-    """The entries of ``after`` that differ from ``before``."""
-    return {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
-
-
 def _student_traceback(exc):
     """The part of the traceback inside the student's code (the harness's own frame left out)."""
     frames = traceback.extract_tb(exc.__traceback__)[1:]
     lines = traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
     return "Traceback (most recent call last, in your code):\n" + "".join(lines)
+
+
+_last_state = None  # the global state after the last call of the current serve loop
 
 
 def call(name, payload):
@@ -190,8 +168,11 @@ def call(name, payload):
     args, kwargs, context = body["args"], body["kwargs"], body["context"]
     slots = decoder.slots
     function = _user_ns().get(name)
-    _set_global_state(context.get("state", {}))
-    before = _global_state()
+    global _last_state
+    applied = context.get("state") or {}
+    _set_global_state(applied)
+    # Within one serve loop nothing else runs between calls: the state after the last call still holds.
+    before = _last_state if _last_state is not None and not applied else crossing.global_state()
     undo = _patch_availability(context.get("availability") or {})
     recorder = _DeviceRecorder() if context.get("record_devices") else None
     outcome = {}
@@ -209,7 +190,8 @@ def call(name, payload):
         print(_student_traceback(exc), file=sys.stderr)
     finally:
         undo()
-    state = changed_state(before, _global_state())
+    _last_state = crossing.global_state()
+    state = crossing.changed_state(before, _last_state)
     # Identity and shared memory are judged against the arguments as they were received.
     encoder = crossing.Encoder(refs={id(obj): i for i, obj in enumerate(slots)}, regions=_view_finder(slots))
     reply = {"devices": recorder.records if recorder is not None else []}
@@ -265,11 +247,25 @@ def _receive(connection, size):
     return bytes(data)
 
 
+def _flush_written(*streams):
+    """Flush what the call printed, so it reaches the host before the reply. ipykernel's flush is a round
+    trip to its IO thread (about 0.2 ms) even with nothing written: streams that say nothing is pending
+    (``_flush_pending``, ipykernel 6 and 7) are skipped."""
+    for stream in streams:
+        if getattr(stream, "_flush_pending", True):
+            try:
+                stream.flush()
+            except Exception:  # a stream the student's code replaced
+                pass
+
+
 def serve(path):
     """Answer the grader's requests from the socket at ``path`` until the host closes it."""
     import json
     import socket
 
+    global _last_state
+    _last_state = None  # the notebook's cells ran since the last serve loop
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(path)
     try:
@@ -292,8 +288,7 @@ def serve(path):
                 reply = crossing.dumps(encoder, {"t": "reply", "reply": {
                     "exception": encoder.encode(TypeError(f"the arguments could not be received: {e}")),
                     "after": [], "state": {}, "devices": []}})
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush_written(sys.stdout, sys.stderr)
             connection.sendall(len(reply).to_bytes(8, "little") + reply)
     finally:
         connection.close()

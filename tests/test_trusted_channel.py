@@ -1,0 +1,115 @@
+"""The grader process talks to the student kernel directly, over a socket the host hands it (issue 14).
+
+One real sandboxed kernel and one grader process run a small notebook through ``TrustedExecute`` (the
+execute step of autograding), with a 6 s limit per cell and a 1 MiB limit on what the student side may
+send back. The host passes the grader a connection to the harness's serve loop (SCM_RIGHTS) instead of
+relaying every call; the time limit, the size limit and the student's printed output must still work
+as they did when the host relayed, and a failure in one test cell must not leak into the next.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from torchsteps.nbgrader_plugins.trusted_execute import TrustedExecute
+from torchsteps.sandbox import SandboxUnavailable, check_sandbox
+
+CELL_TIMEOUT = 6
+
+
+def _cell(source, grade_id, *, kind):
+    cell = new_code_cell(source)
+    cell.metadata["nbgrader"] = {
+        "grade_id": grade_id, "schema_version": 3, "locked": kind != "answer",
+        "grade": kind == "test", "solution": kind == "answer", **({"points": 1} if kind == "test" else {}),
+    }
+    return cell
+
+
+CELLS = [
+    _cell("import torch", "setup", kind="setup"),
+    _cell(
+        "import time\n"
+        "def double(x):\n"
+        "    print('student says', x.shape[0])\n"
+        "    return x * 2\n"
+        "def spin(x):\n"
+        "    while True:\n"
+        "        pass\n"
+        "def huge():\n"
+        "    return torch.zeros(1_000_000)\n",
+        "answer", kind="answer",
+    ),
+    # Many calls in one cell: one connection, the student's output kept in order with the grader's.
+    _cell(
+        "print('before')\n"
+        "for n in range(1, 201):\n"
+        "    assert torch.equal(double(torch.ones(n)), torch.full((n,), 2.0))\n"
+        "print('after')\n",
+        "many_calls", kind="test",
+    ),
+    # A student function that never returns: interrupted at the cell's limit, the test fails.
+    _cell("spin(torch.ones(1))", "endless", kind="test"),
+    # The same kernel serves the next test cell.
+    _cell("assert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0))", "after_endless", kind="test"),
+    # 4 MB back where 1 MiB is allowed: the call fails, the grader never decodes it.
+    _cell("huge()", "too_large", kind="test"),
+    _cell("assert torch.equal(double(torch.ones(2)), torch.full((2,), 2.0))", "after_too_large", kind="test"),
+]
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    try:
+        check_sandbox()
+    except SandboxUnavailable as why:  # pragma: no cover
+        pytest.skip(f"no sandbox: {why}")
+    folder = tmp_path_factory.mktemp("nb")
+    (folder / "checks.py").write_text("")
+    nb = new_notebook(cells=[c.copy() for c in CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    config = Config()
+    config.GuardedExecute.timeout = CELL_TIMEOUT
+    config.GuardedExecute.notebook_timeout = 300
+    config.TrustedExecute.max_crossing_bytes = 1024 * 1024
+    nb, _ = TrustedExecute(config=config).preprocess(nb, {"metadata": {"path": str(folder)}})
+    return {c.metadata.nbgrader["grade_id"]: c for c in nb.cells}
+
+
+def _errors(cell):
+    return [o for o in cell.outputs if o.output_type == "error"]
+
+
+def _text(cell):
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_many_calls_pass_with_the_students_output_between_the_graders(executed):
+    cell = executed["many_calls"]
+    assert not _errors(cell), json.dumps(cell.outputs)[:2000]
+    text = _text(cell)
+    assert text.count("student says") == 200, text[:500]
+    assert text.index("before") < text.index("student says 1\n") < text.index("student says 200\n") < text.index("after")
+
+
+def test_an_endless_student_function_is_interrupted_and_fails_only_its_test(executed):
+    cell = executed["endless"]
+    assert _errors(cell), "a call that never returned cannot pass"
+    assert "interrupted" in _text(cell) + json.dumps(cell.outputs), json.dumps(cell.outputs)[:2000]
+    assert not _errors(executed["after_endless"]), json.dumps(executed["after_endless"].outputs)[:2000]
+
+
+def test_a_reply_over_the_size_limit_fails_its_test_and_the_next_cell_is_served(executed):
+    cell = executed["too_large"]
+    errors = _errors(cell)
+    assert errors and "too large" in errors[0]["evalue"], json.dumps(cell.outputs)[:2000]
+    assert not _errors(executed["after_too_large"]), json.dumps(executed["after_too_large"].outputs)[:2000]
+
+
+def test_test_cells_carry_no_execute_result(executed):
+    for grade_id in ("many_calls", "endless", "after_endless", "too_large", "after_too_large"):
+        assert all(o.output_type != "execute_result" for o in executed[grade_id].outputs), grade_id
