@@ -116,3 +116,46 @@ def test_the_course_uses_it_for_feedback():
     # FeedbackExporter (issue 11: CSP, sanitized) is this exporter with nbgrader's template wrapped.
     assert load_config(REPO).GenerateFeedback.exporter_class is FeedbackExporter
     assert issubclass(FeedbackExporter, FeedbackHTMLExporter)
+
+
+def test_remembered_renders_are_the_stock_page_and_skip_pygments_the_second_time(monkeypatch):
+    import nbconvert.filters.highlight as highlight
+
+    nb = _notebooks()[1]
+    config = _feedback_config()
+    stock, _ = HTMLExporter(config=config).from_notebook_node(nb, _resources())
+    FeedbackHTMLExporter(config=config).from_notebook_node(nb, _resources())
+    calls = []
+    original = highlight._pygments_highlight
+    monkeypatch.setattr(highlight, "_pygments_highlight", lambda *a, **k: calls.append(a) or original(*a, **k))
+    again, _ = FeedbackHTMLExporter(config=config).from_notebook_node(nb, _resources())
+    assert str(BeautifulSoup(again, features="html.parser")) == stock
+    assert calls == [], "every code cell of the same notebook was highlighted the first time"
+    # A changed answer cell is rendered again; the other cells still come from the first render.
+    changed = nbformat.from_dict(nb)
+    answer = next(c for c in changed.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    answer.source += "\nprint('a different answer')"
+    stock_changed, _ = HTMLExporter(config=config).from_notebook_node(changed, _resources())
+    calls.clear()
+    ours_changed, _ = FeedbackHTMLExporter(config=config).from_notebook_node(changed, _resources())
+    assert str(BeautifulSoup(ours_changed, features="html.parser")) == stock_changed
+    assert len(calls) == 1
+
+
+def test_what_a_filter_reads_besides_the_source_is_part_of_the_key():
+    """Same markdown with another attachment, same code in another language: never the remembered page."""
+    config = _feedback_config()
+    png_red = PNG
+    png_other = base64.b64encode(base64.b64decode(PNG)[:-4] + b"\x00\x00\x00\x00").decode()
+    pages = []
+    for png, language in ((png_red, "python"), (png_other, "python"), (png_red, "r")):
+        cell = new_markdown_cell("![pic](attachment:pic.png)")
+        cell.attachments = {"pic.png": {"image/png": png}}
+        code = new_code_cell("x <- 1")
+        code.metadata["magics_language"] = language
+        nb = new_notebook(cells=[cell, code], metadata={"language_info": {"name": language}})
+        stock, _ = HTMLExporter(config=config).from_notebook_node(nb, _resources())
+        ours, _ = FeedbackHTMLExporter(config=config).from_notebook_node(nb, _resources())
+        assert str(BeautifulSoup(ours, features="html.parser")) == stock
+        pages.append(ours)
+    assert len(set(pages)) == 3

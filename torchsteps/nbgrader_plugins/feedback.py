@@ -15,7 +15,11 @@ filters and output of ``HTMLExporter`` (nbconvert 7.17) and changes only these t
   ``tabindex`` goes on the matching ``<div>``s that come after an element of class ``jp-Notebook``,
   where nbconvert takes those inside one (the same thing for nbconvert's and nbgrader's templates);
 - compiled templates are kept for the life of the process (Jinja's ``BytecodeCache``, keyed by the
-  template's name and a checksum of its source, so an edited template is compiled again).
+  template's name and a checksum of its source, so an edited template is compiled again);
+- the two costliest filters, ``highlight_code`` (Pygments, about 0.2 s per notebook) and ``markdown2html`` (mistune), remember their results for the life of the process, keyed
+  by everything they read (source, language, cell metadata, attachments, options): a class's lesson,
+  setup and test cells are the same in every student's notebook, so only answer cells are rendered
+  again. The page is the same (``tests/unit/test_feedback_exporter.py``).
 
 Issue 11 adds what a student's feedback page may contain: no grading-machine paths, no live student HTML.
 
@@ -34,6 +38,7 @@ Set in ``hardening.py`` as ``c.GenerateFeedback.exporter_class``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import pass_context as contextfilter
 from nbconvert.exporters import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
@@ -136,13 +142,60 @@ class _ProcessBytecodeCache(jinja2.BytecodeCache):
 _BYTECODE_CACHE = _ProcessBytecodeCache()
 
 
+class _RenderCache:
+    """Results of a pure rendering function, per key, for the life of the process (at most ``size``)."""
+
+    def __init__(self, size: int = 20_000):
+        self.size, self._store = size, {}
+
+    def get(self, key, render):
+        try:
+            return self._store[key]
+        except KeyError:
+            pass
+        value = render()
+        if len(self._store) >= self.size:
+            self._store.clear()  # a new course's cells; rare, and cheaper than tracking use
+        self._store[key] = value
+        return value
+
+
+_RENDERED = _RenderCache()
+
+
+def _key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+class _RememberedHighlight:
+    """nbconvert's ``Highlight2HTML`` filter with its results remembered (:class:`_RenderCache`)."""
+
+    def __init__(self, highlight):
+        self._highlight = highlight
+
+    def __call__(self, source, language=None, metadata=None):
+        h = self._highlight
+        key = ("highlight", getattr(h, "pygments_lexer", None), _key(getattr(h, "extra_formatter_options", None)),
+               source, language, _key(metadata))
+        return _RENDERED.get(key, lambda: h(source, language, metadata))
+
+
 class FeedbackHTMLExporter(HTMLExporter):
-    """``HTMLExporter`` without the second parse of the page, and with templates compiled once per process."""
+    """``HTMLExporter`` without the second parse of the page, with templates compiled once per process and
+    highlighted code and rendered markdown remembered per process."""
 
     def _create_environment(self):
         environment = super()._create_environment()
         environment.bytecode_cache = _BYTECODE_CACHE
         return environment
+
+    @contextfilter
+    def markdown2html(self, context, source):
+        cell = context.get("cell", {})
+        key = ("markdown", source, _key(cell.get("attachments", {})),
+               context.get("resources", {}).get("metadata", {}).get("path", ""), self.embed_images,
+               self.anchor_link_text, self.exclude_anchor_links, _key(self.lexer_options))
+        return _RENDERED.get(key, lambda: HTMLExporter.markdown2html(self, context, source))
 
     def from_notebook_node(self, nb, resources: dict[str, Any] | None = None, **kw: Any):
         # HTMLExporter.from_notebook_node of nbconvert 7.17 up to the rendering, then the same edits.
@@ -151,7 +204,7 @@ class FeedbackHTMLExporter(HTMLExporter):
         highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
         resources = self._init_resources(resources)
         filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self, resources=resources)
-        self.register_filter("highlight_code", highlight_code)
+        self.register_filter("highlight_code", _RememberedHighlight(highlight_code))
         self.register_filter("filter_data_type", filter_data_type)
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         return add_accessibility_attributes(html), resources
