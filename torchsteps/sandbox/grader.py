@@ -191,6 +191,7 @@ class Grader:
         while len(data) < size:
             chunk = self.student.recv(min(size - len(data), 1 << 20))
             if not chunk:
+                self._disconnect()
                 raise StudentCallFailed("the student's kernel closed the connection (it died, or it was stopped)")
             data += chunk
         return bytes(data)

@@ -97,8 +97,9 @@ class GraderParent:
         self.root = make_private_dir(manager.runtime_dir)
         self.work = self.root / "work"
         os.chmod(self.work, 0o755)
-        # The channel the host passes connections to the student kernel over (see GraderChild.hand_over).
-        self.fd_channel, grader_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The channel the host passes connections to the student kernel over (see GraderChild.hand_over);
+        # SOCK_SEQPACKET: each token arrives alone with its descriptor.
+        self.fd_channel, grader_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         settings = {
             "preload": list(manager.preload), "warmup": manager.warmup, "cpu_seconds": manager.cpu_seconds,
             "workdir": SANDBOX_WORKDIR if sandboxed else str(self.work), "sandboxed": sandboxed,
