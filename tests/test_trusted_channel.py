@@ -41,7 +41,9 @@ CELLS = [
         "    while True:\n"
         "        pass\n"
         "def huge():\n"
-        "    return torch.zeros(1_000_000)\n",
+        "    return torch.zeros(1_000_000)\n"
+        "def refuses(x):\n"
+        "    raise ValueError('negative sizes are not allowed')\n",
         "answer", kind="answer",
     ),
     # Many calls in one cell: one connection, the student's output kept in order with the grader's.
@@ -59,6 +61,10 @@ CELLS = [
     # 4 MB back where 1 MiB is allowed: the call fails, the grader never decodes it.
     _cell("huge()", "too_large", kind="test"),
     _cell("assert torch.equal(double(torch.ones(2)), torch.full((2,), 2.0))", "after_too_large", kind="test"),
+    # The student's traceback is shown when the test fails because of it, not when the test expects it.
+    _cell("try:\n    refuses(-1)\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('must refuse')",
+          "expected_raise", kind="test"),
+    _cell("refuses(3)", "unexpected_raise", kind="test"),
 ]
 
 
@@ -113,3 +119,13 @@ def test_a_reply_over_the_size_limit_fails_its_test_and_the_next_cell_is_served(
 def test_test_cells_carry_no_execute_result(executed):
     for grade_id in ("many_calls", "endless", "after_endless", "too_large", "after_too_large"):
         assert all(o.output_type != "execute_result" for o in executed[grade_id].outputs), grade_id
+
+
+def test_the_students_traceback_is_shown_only_when_the_test_fails_with_it(executed):
+    expected = executed["expected_raise"]
+    assert not _errors(expected), json.dumps(expected.outputs)[:2000]
+    assert "Traceback" not in json.dumps(expected.outputs), "a test that expects the error shows no traceback"
+    failed = executed["unexpected_raise"]
+    assert _errors(failed) and "negative sizes are not allowed" in _errors(failed)[0]["evalue"]
+    text = _text(failed)
+    assert "in your code" in text and "in refuses" in text and "raise ValueError" in text, text

@@ -130,6 +130,10 @@ class Grader:
                 self._bind_student_names(free_names(source))
             exec(code, self.ns)
         except BaseException as exc:  # noqa: BLE001 (a test's failure, whatever it is)
+            # Where the student's function failed, when that is why the test failed (a test that expects
+            # the function to raise, and catches it, shows nothing).
+            for text in student_tracebacks(exc):
+                print(text, file=sys.stderr)
             error = {
                 "ename": type(exc).__name__,
                 "evalue": str(exc)[:4000],
@@ -304,6 +308,8 @@ class Grader:
         for record in reply.get("devices", [])[:200]:
             self._replay(modes, record)
         if "exception" in reply:
+            if isinstance(outcome, BaseException) and isinstance(reply.get("traceback"), str):
+                outcome.__student_traceback__ = reply["traceback"][:20_000]
             raise outcome
         return outcome
 
@@ -440,6 +446,18 @@ class Grader:
         replayed.__name__ = replayed.__qualname__ = str(record.get("name", "op"))
         for mode in reversed(modes):
             mode.__torch_function__(replayed, (torch.Tensor,), args, kwargs)
+
+
+def student_tracebacks(exc):
+    """The student-side tracebacks carried by ``exc`` and the exceptions it was raised from or during."""
+    found, seen = [], set()
+    while exc is not None and id(exc) not in seen and len(seen) < 20:
+        seen.add(id(exc))
+        text = getattr(exc, "__student_traceback__", None)
+        if isinstance(text, str) and text not in found:
+            found.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return list(reversed(found))  # the first failure first, as Python prints a chain
 
 
 class StudentFunction:

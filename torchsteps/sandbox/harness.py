@@ -9,7 +9,8 @@ For each call the harness measures what only this process can see and returns it
 result: the arguments after the call (the grader copies changes into its own objects), which parts of
 the result are the arguments themselves or views into their memory (the grader rebuilds them as views
 into its own arguments), the global random states and grad mode after the call, and, when the grader
-asks, the torch operations whose tensors sat on more than one device. Student code runs in this process
+asks, the torch operations whose tensors sat on more than one device; when the function raised, its
+traceback (its own frames), which the grader shows only if the test fails with it. Student code runs in this process
 and can change all of it: these are facts the grader cross-checks where it can, not verdicts.
 
 During a test cell the host runs :func:`serve`, which takes requests over a UNIX socket (a frame: header
@@ -28,6 +29,7 @@ import torch
 import _torchsteps_crossing as crossing  # noqa: E402 (registered by the loader just before this runs)
 
 MAX_DEVICE_RECORDS = 200
+MAX_TRACEBACK_CHARS = 20_000
 
 
 def _user_ns():
@@ -187,7 +189,7 @@ def call(name, payload):
         outcome["result"] = result
     except BaseException as exc:  # KeyboardInterrupt too: a timeout interrupts the student's function
         outcome["exception"] = exc
-        print(_student_traceback(exc), file=sys.stderr)
+        outcome["traceback"] = _student_traceback(exc)[:MAX_TRACEBACK_CHARS]
     finally:
         undo()
     _last_state = crossing.global_state()
@@ -197,6 +199,7 @@ def call(name, payload):
     reply = {"devices": recorder.records if recorder is not None else []}
     if "exception" in outcome:
         reply["exception"] = encoder.encode(outcome["exception"])
+        reply["traceback"] = outcome["traceback"]  # shown by the grader only if the test fails with it
     else:
         try:
             reply["result"] = encoder.encode(outcome["result"])
