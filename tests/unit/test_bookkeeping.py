@@ -114,6 +114,29 @@ def test_feedback_zips_hold_each_students_feedback_and_are_reproducible(tmp_path
     assert not (tmp_path / "feedback_zips" / ASSIGNMENT / "ben.zip").exists()  # no stale feedback
 
 
+def test_feedback_zips_are_rewritten_only_when_the_feedback_changed(tmp_path):
+    folder = tmp_path / "feedback" / "ada" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / "01.html").write_text("<p>first</p>")
+    cd = _coursedir(tmp_path)
+    (archive,) = write_feedback_archives(cd, ASSIGNMENT)
+    stamp = archive.stat().st_mtime_ns
+    write_feedback_archives(cd, ASSIGNMENT)
+    assert archive.stat().st_mtime_ns == stamp, "nothing changed: the archive is kept"
+    (folder / "01.html").write_text("<p>regraded</p>")  # a file changed
+    write_feedback_archives(cd, ASSIGNMENT)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.read(f"{ASSIGNMENT}/01.html") == b"<p>regraded</p>"
+    (folder / "02.html").write_text("<p>new</p>")  # a file added
+    write_feedback_archives(cd, ASSIGNMENT)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.namelist() == [f"{ASSIGNMENT}/01.html", f"{ASSIGNMENT}/02.html"]
+    (folder / "02.html").unlink()  # a file removed: the folder's own time changes
+    write_feedback_archives(cd, ASSIGNMENT)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.namelist() == [f"{ASSIGNMENT}/01.html"]
+
+
 # --- the roster and the exchange, through nbgrader's API --------------------------------------------------
 
 

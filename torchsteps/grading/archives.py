@@ -20,10 +20,21 @@ ARCHIVE_DIR = "feedback_zips"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 
 
+def _up_to_date(archive: Path, folder: Path) -> bool:
+    """Whether ``archive`` was written after the last change to ``folder`` (its files, or which files it holds)."""
+    try:
+        written = archive.stat().st_mtime_ns
+        changed = max([folder.stat().st_mtime_ns] + [p.stat().st_mtime_ns for p in folder.rglob("*")])
+    except OSError:
+        return False
+    return written > changed
+
+
 def write_feedback_archives(coursedir, assignment_id: str) -> list[Path]:
     """Write one zip per student with feedback for ``assignment_id``; returns their paths, by student.
 
-    Archives of students who no longer have feedback for the assignment are removed.
+    Archives of students who no longer have feedback for the assignment are removed; an archive newer than
+    everything in its student's feedback folder is kept as it is.
     """
     root = Path(coursedir.root)
     feedback = root / coursedir.feedback_directory
@@ -34,6 +45,9 @@ def write_feedback_archives(coursedir, assignment_id: str) -> list[Path]:
     for student_id in students:
         folder = feedback / student_id / assignment_id
         path = out / f"{student_id}.zip"
+        written.append(path)
+        if _up_to_date(path, folder):
+            continue  # the same bytes would be written again (a re-run that graded nothing new)
         tmp = path.with_suffix(".zip.tmp")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for file in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -42,7 +56,6 @@ def write_feedback_archives(coursedir, assignment_id: str) -> list[Path]:
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, file.read_bytes())
         tmp.replace(path)
-        written.append(path)
     for stale in set(out.glob("*.zip")) - set(written):
         stale.unlink()
     return written

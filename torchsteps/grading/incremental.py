@@ -62,6 +62,16 @@ class DigestStore:
             except MissingEntry:
                 return None
 
+    def _submission_ids_before(self) -> dict[str, str]:
+        """Every student's submission id as the run starts, read once (one gradebook query, not one per student)."""
+        if getattr(self, "_before", None) is None:
+            with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+                try:
+                    self._before = {s.student_id: s.id for s in gb.find_assignment(self.assignment_id).submissions}
+                except MissingEntry:
+                    self._before = {}
+        return self._before
+
     def unchanged(self, student_id: str, digest: str, feedback: bool) -> dict | None:
         """The stored result (a dict of :class:`~torchsteps.results.status.SubmissionResult`) when this submission
         was graded with this digest into the current gradebook and its outputs are still there; else None."""
@@ -74,7 +84,7 @@ class DigestStore:
             outputs.append(root / self.coursedir.feedback_directory / student_id / self.assignment_id)
         if not all(p.is_dir() for p in outputs) or entry.get("feedback", False) < feedback:
             return None
-        if entry.get("submission_id") != self._submission_id(student_id):
+        if entry.get("submission_id") != self._submission_ids_before().get(student_id):
             return None
         return entry["result"]
 

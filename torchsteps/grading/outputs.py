@@ -8,7 +8,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 from nbgrader.apps.api import NbGraderAPI
 
-from ..results.export import ExerciseColumn, GradeRow, collect_rows, write_csv
+from ..results.export import ExerciseColumn, GradeRow, collect_rows, write_rows_csv
 from ..results.report import collect_report_data, write_reports
 
 __all__ = ["RunOutputs", "write_outputs"]
@@ -42,8 +42,9 @@ def write_outputs(api: NbGraderAPI, assignment_ids: str | list[str], *, report: 
     root = Path(api.coursedir.root)
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         everything = sorted({a.name for a in gb.assignments} | set(ids))
-        csv_path = write_csv(gb, root, everything, root / "grades.csv")
-        tables = [(a, *collect_rows(gb, root, a)) for a in ids]
+        collected = {a: collect_rows(gb, root, a) for a in everything}  # read once, for the file and the report
+        csv_path = write_rows_csv([collected[a] for a in everything], root / "grades.csv")
+        tables = [(a, *collected[a]) for a in ids]
     report_path = None
     if report:
         datas = [

@@ -27,7 +27,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from ..constants import FLAG_COMMENT_PREFIX
 from .status import Status, read_status
 
-__all__ = ["ExerciseColumn", "GradeRow", "exercise_columns", "collect_rows", "write_csv", "STOCK_COLUMNS", "PENDING"]
+__all__ = ["ExerciseColumn", "GradeRow", "exercise_columns", "collect_rows", "write_csv", "write_rows_csv", "STOCK_COLUMNS",
+           "PENDING"]
 
 # nbgrader's CsvExportPlugin columns (nbgrader/plugins/export.py, 0.9), kept first and in this order.
 STOCK_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
@@ -203,7 +204,11 @@ def _fill_from_submission(row: GradeRow, submission) -> None:
 
 def write_csv(gb: Gradebook, root, assignment_ids, dest, student_ids=None) -> Path:
     """Write ``grades.csv``: a row per student and assignment; stock columns, then a column per graded cell."""
-    tables = [collect_rows(gb, root, a, student_ids) for a in assignment_ids]
+    return write_rows_csv([collect_rows(gb, root, a, student_ids) for a in assignment_ids], dest)
+
+
+def write_rows_csv(tables: list[tuple[list[ExerciseColumn], list[GradeRow]]], dest) -> Path:
+    """Write ``grades.csv`` from :func:`collect_rows`'s ``(columns, rows)`` of each assignment, in order."""
     keys = [c.key for columns, _ in tables for c in columns]
     dest = Path(dest)
     with dest.open("w", newline="", encoding="utf-8") as f:
