@@ -56,6 +56,25 @@ def write_submissions(course: Path, students: dict[str, dict[str, nbformat.Noteb
             nbformat.write(nb, str(out))
 
 
+def execute_step(step_class, cells, folder: Path, config):
+    """Run ``cells`` through one of our execute preprocessors (``GuardedExecute``, ``TrustedExecute``) with a
+    real sandboxed kernel, the notebook's folder holding an empty ``checks.py``; the executed notebook.
+    Skips the test where no sandbox can be made."""
+    from nbformat.v4 import new_notebook
+
+    from torchsteps.sandbox import SandboxUnavailable, check_sandbox
+
+    try:
+        check_sandbox()
+    except SandboxUnavailable as why:  # pragma: no cover
+        pytest.skip(f"no sandbox: {why}")
+    (folder / "checks.py").write_text("")
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb, _ = step_class(config=config).preprocess(nb, {"metadata": {"path": str(folder)}})
+    return nb
+
+
 def tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 

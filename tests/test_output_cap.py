@@ -13,12 +13,12 @@ import json
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell
 from traitlets.config import Config
 
+from conftest import execute_step
 from torchsteps.nbgrader_plugins.execute import GuardedExecute
 from torchsteps.nbgrader_plugins.limits import TRUNCATED_MARK, message_size
-from torchsteps.sandbox import SandboxUnavailable, check_sandbox
 
 CELL_CAP, NOTEBOOK_CAP = 20_000, 150_000
 BIG = 1_000_000
@@ -49,20 +49,12 @@ def _size(output) -> int:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    try:
-        check_sandbox()
-    except SandboxUnavailable as why:  # pragma: no cover
-        pytest.skip(f"no sandbox: {why}")
-    folder = tmp_path_factory.mktemp("nb")
-    (folder / "checks.py").write_text("")
-    nb = new_notebook(cells=[new_code_cell(src) for src in CELLS.values()])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     config = Config()
     config.GuardedExecute.max_cell_output_bytes = CELL_CAP
     config.GuardedExecute.max_output_bytes = NOTEBOOK_CAP
     config.GuardedExecute.notebook_timeout = 300
     config.GuardedExecute.timeout = 120
-    nb, _ = GuardedExecute(config=config).preprocess(nb, {"metadata": {"path": str(folder)}})
+    nb = execute_step(GuardedExecute, [new_code_cell(src) for src in CELLS.values()], tmp_path_factory.mktemp("nb"), config)
     return dict(zip(CELLS, nb.cells)), nb
 
 

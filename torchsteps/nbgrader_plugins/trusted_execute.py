@@ -193,8 +193,13 @@ class TrustedExecute(GuardedExecute):
                 continue
             kind = message.get("op")
             if kind == "stream" and outputs is not None:
-                self._drain(outputs, index)  # what the student's function printed before this comes first
+                # The grader sends what it printed before its next call and waits ("sync"), so what the
+                # student's earlier calls printed, on IOPub, comes first (2 ms for a line still on its way;
+                # a later one is placed later in the cell, never lost).
+                self._drain(outputs, index, quiet=0.002)
                 self._append_stream(outputs, str(message.get("name")), str(message.get("text", "")))
+            elif kind == "sync":
+                grader.send(op="synced")
             elif kind == "connect":
                 reason = self._connect_grader(grader, index)
                 if reason:
@@ -269,8 +274,10 @@ class TrustedExecute(GuardedExecute):
                 pass
         self._serving = (connection, msg_id, index)
 
-    def _drain(self, outputs, index, until_idle=False, timeout=0.0):
-        """Move the serve loop's outputs (what the student's function printed) into the test cell's outputs."""
+    def _drain(self, outputs, index, until_idle=False, timeout=0.0, quiet=0.0):
+        """Move the serve loop's outputs (what the student's function printed) into the test cell's outputs:
+        until the serve loop is idle (``until_idle``, at most ``timeout`` s), else what has come, waiting for
+        more while messages keep coming within ``quiet`` s (ZeroMQ delivers a few hundred µs late)."""
         if not getattr(self, "_serving", None):
             return True
         _, msg_id, _ = self._serving
@@ -281,7 +288,7 @@ class TrustedExecute(GuardedExecute):
             while True:
                 left = deadline - time.monotonic()
                 try:
-                    msg = await ensure_async(self.kc.get_iopub_msg(timeout=max(0.0, min(left, 1.0)) if until_idle else 0))
+                    msg = await ensure_async(self.kc.get_iopub_msg(timeout=max(0.0, min(left, 1.0)) if until_idle else quiet))
                 except Empty:
                     if not until_idle or time.monotonic() >= deadline:
                         return False

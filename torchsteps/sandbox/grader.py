@@ -13,6 +13,7 @@ Protocol with the host (one JSON object per line; the host never decodes student
   host -> child  {"op": "connected", "token": hex}     a socket to the harness's serve loop was passed,
                                                        with the same token, over the fd channel (SCM_RIGHTS)
               or {"op": "failed", "reason": ...}
+  child -> host  {"op": "sync"}  -> host {"op": "synced"}   before a call, when the test printed something
   child -> host  {"op": "done", "error": null | {"ename", "evalue", "traceback"}}
   host -> child  {"op": "exit"}
 With the student kernel, over that socket, directly (no relay: about 2 ms less per call): a request
@@ -200,11 +201,25 @@ class Grader:
             data += chunk
         return bytes(data)
 
+    def _flush_in_order(self):
+        """Send what the test printed, and wait until the host has placed it: the student's output of the
+        calls to come must follow it (it reaches the host on another channel). No wait when nothing was printed."""
+        if not any(stream.buffer_text for stream in getattr(self, "_streams", ())):
+            return
+        self.flush()
+        self.link.send(op="sync")
+        while True:
+            reply = self.link.receive()
+            if reply.get("op") == "synced":
+                return
+            if reply.get("op") == "exit":
+                raise SystemExit(0)
+
     def request(self, op, name, payload):
         """Send one request to the harness in the student kernel; its reply, decoded by :mod:`.crossing`."""
-        self.flush()
         if self.student is None:
             self._connect()
+        self._flush_in_order()
         header = json.dumps({"op": op, "name": name}).encode()
         try:
             self.student.sendall(len(header).to_bytes(4, "little") + len(payload).to_bytes(8, "little") + header + payload)
