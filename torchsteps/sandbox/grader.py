@@ -164,15 +164,7 @@ class Grader:
     def _connect(self):
         """Ask the host for a connection to the harness's serve loop (once per test cell)."""
         self.flush()
-        self.link.send(op="connect")
-        while True:
-            reply = self.link.receive()
-            if reply.get("op") == "connected":
-                break
-            if reply.get("op") == "failed":
-                raise StudentCallFailed(reply.get("reason", "the student kernel is not available"))
-            if reply.get("op") == "exit":
-                raise SystemExit(0)
+        reply = self._ask_host("connect", "connected")
         if self.fd_channel is None:
             raise StudentCallFailed("no channel to receive the connection on")
         token = bytes.fromhex(str(reply.get("token", "")))
@@ -185,6 +177,18 @@ class Grader:
                 return
             for fd in fds:
                 os.close(fd)
+
+    def _ask_host(self, op, answer):
+        """Send ``op`` to the host and wait for ``answer`` (the message); "failed" raises its reason."""
+        self.link.send(op=op)
+        while True:
+            reply = self.link.receive()
+            if reply.get("op") == answer:
+                return reply
+            if reply.get("op") == "failed":
+                raise StudentCallFailed(reply.get("reason", "the student kernel is not available"))
+            if reply.get("op") == "exit":
+                raise SystemExit(0)
 
     def _disconnect(self):
         if self.student is not None:
@@ -207,13 +211,7 @@ class Grader:
         if not any(stream.buffer_text for stream in getattr(self, "_streams", ())):
             return
         self.flush()
-        self.link.send(op="sync")
-        while True:
-            reply = self.link.receive()
-            if reply.get("op") == "synced":
-                return
-            if reply.get("op") == "exit":
-                raise SystemExit(0)
+        self._ask_host("sync", "synced")
 
     def request(self, op, name, payload):
         """Send one request to the harness in the student kernel; its reply, decoded by :mod:`.crossing`."""
