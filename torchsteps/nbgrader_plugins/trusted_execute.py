@@ -254,8 +254,13 @@ class TrustedExecute(GuardedExecute):
         path = str(self._socket_dir() / f"harness-{os.urandom(6).hex()}.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(path)
-            os.chmod(path, 0o666)  # the kernel's user connects; the folder is this sandbox's own
+            # The kernel's user connects, so the socket is made 0666 as it is created: never chmod a path in
+            # run/, which the kernel can write (a link swapped in before the chmod would be followed).
+            umask = os.umask(0o111)
+            try:
+                listener.bind(path)
+            finally:
+                os.umask(umask)
             listener.listen(1)
             msg_id = self.kc.execute(
                 f"__import__('builtins').__torchsteps_harness__.serve({path!r})",
