@@ -243,3 +243,91 @@ def test_tampering_is_looked_for_only_in_cells_the_student_writes(course, grade_
         (row,) = [r for r in collect_rows(gb, root, ASSIGNMENT)[1] if r.student_id == STUDENT]
         expected = (f"{NOTEBOOK}: {comments[target][len(COMMENT_PREFIX):]}",) if student_writes else ()
         assert (row.flags, row.flagged) == (expected, student_writes)
+
+
+# --- CheckCellMetadataCompiled (ours, in place of stock CheckCellMetadata) -----------------------------
+
+def _corrupt(meta: dict, how: str) -> None:
+    if how == "points missing":
+        meta.pop("points", None)
+    elif how == "points not a number":
+        meta["points"] = "two"
+    elif how == "grade_id empty":
+        meta["grade_id"] = ""
+    elif how == "grade_id missing":
+        meta.pop("grade_id", None)
+    elif how == "flag not a boolean":
+        meta["locked"] = "yes"
+    elif how == "schema too old":
+        meta["schema_version"] = 1
+    elif how == "schema too new":
+        meta["schema_version"] = 99
+    elif how == "unknown key":
+        meta["colour"] = "red"
+
+
+def _outcome(validator_cls, nb):
+    try:
+        validator_cls().validate_nb(nb)
+    except Exception as e:  # the exact type and message are compared
+        return type(e), str(e)
+    return None
+
+
+CORRUPTIONS = ["untouched", "points missing", "points not a number", "grade_id empty", "grade_id missing",
+               "flag not a boolean", "schema too old", "schema too new", "unknown key"]
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+@pytest.mark.parametrize("grade_id", list(KINDS))
+def test_compiled_metadata_check_equals_stock_on_each_kind(course, grade_id, how):
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    from torchsteps.nbgrader_plugins.preprocessors import CompiledMetadataValidator
+
+    root, _ = course
+    nb = _read(root / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    _corrupt(_cell(nb, grade_id).metadata["nbgrader"], how)
+    stock, ours = _outcome(MetadataValidator, copy.deepcopy(nb)), _outcome(CompiledMetadataValidator, copy.deepcopy(nb))
+    assert ours == stock
+    if how == "untouched":
+        assert stock is None
+    elif how in ("points not a number", "flag not a boolean", "schema too old", "schema too new", "grade_id empty"):
+        assert stock is not None, "the corruption must be one stock nbgrader refuses, or the comparison proves little"
+
+
+def test_compiled_metadata_check_refuses_a_duplicated_grade_id_like_stock(course):
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    from torchsteps.nbgrader_plugins.preprocessors import CheckCellMetadataCompiled
+
+    root, _ = course
+    nb = _read(root / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    nb.cells.append(copy.deepcopy(_cell(nb, "mean_celsius")))
+    outcomes = []
+    for step in (CheckCellMetadata, CheckCellMetadataCompiled):
+        with pytest.raises(Exception) as raised:
+            step().preprocess(copy.deepcopy(nb), {})
+        outcomes.append((type(raised.value), str(raised.value)))
+    assert outcomes[0] == outcomes[1]
+    assert "corrupted" in outcomes[1][1]
+
+
+def test_compiled_metadata_check_checks_the_schema_once(course, monkeypatch):
+    """Stock checks nbgrader's JSON schema against its metaschema at every cell (the cost this step removes)."""
+    import jsonschema
+
+    from torchsteps.nbgrader_plugins.preprocessors import CheckCellMetadataCompiled, CompiledMetadataValidator
+
+    root, _ = course
+    nb = _read(root / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    monkeypatch.setattr(CompiledMetadataValidator, "_compiled", {})
+    schema_cls = jsonschema.validators.validator_for(CompiledMetadataValidator().schema)
+    checks = []
+    original = schema_cls.check_schema.__func__
+    monkeypatch.setattr(schema_cls, "check_schema", classmethod(lambda cls, s: checks.append(1) or original(cls, s)))
+    graded = sum(1 for c in nb.cells if "nbgrader" in c.metadata)
+    assert graded >= 5
+    for _ in range(3):
+        CheckCellMetadataCompiled().preprocess(copy.deepcopy(nb), {})
+    assert len(checks) == 1

@@ -25,7 +25,6 @@ def harden(c: Config) -> Config:
     from nbconvert.preprocessors.sanitize import SanitizeHTML
     from nbgrader.preprocessors import (
         AssignLatePenalties,
-        CheckCellMetadata,
         ClearOutput,
         GetGrades,
         IgnorePattern,
@@ -38,6 +37,7 @@ def harden(c: Config) -> Config:
     from .export import ExerciseCsvExport
     from .feedback import FeedbackExporter, HideGradingPaths
     from .preprocessors import (
+        CheckCellMetadataCompiled,
         DeduplicateGradeIds,
         HideHiddenTests,
         RestoreCellMetadata,
@@ -49,13 +49,14 @@ def harden(c: Config) -> Config:
     # Reading the submission: upstream's order, with two fixes: a duplicated graded cell no longer stops
     # the submission (jupyter/nbgrader#1083), and flags a student changed on a graded or task cell are
     # reset from the gradebook before OverwriteCells (which otherwise fails with "Inconsistent checksums").
+    # CheckCellMetadataCompiled: stock's checks, with nbgrader's JSON schema checked once per process.
     c.Autograde.sanitize_preprocessors = [
         ClearOutput,
         DeduplicateGradeIds,
         OverwriteKernelspec,
         RestoreCellMetadata,
         OverwriteCells,
-        CheckCellMetadata,
+        CheckCellMetadataCompiled,
     ]
     # Executing student code: GuardedExecute starts every kernel in the sandbox
     # (torchsteps.sandbox.SandboxedKernelManager) with the assignment's handed-out files (release/)
@@ -71,7 +72,7 @@ def harden(c: Config) -> Config:
         SaveAutoGradesKeepingManual,
         FlagTampering,
         AssignLatePenalties,
-        CheckCellMetadata,
+        CheckCellMetadataCompiled,
     ]
     # nbgrader's default for Python kernels, plus a quieter kernel log (no TCP-transport warning per kernel).
     c.GuardedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
