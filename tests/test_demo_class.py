@@ -85,3 +85,19 @@ def test_feedback_is_written_and_hides_hidden_tests(graded):
             text = html_lib.unescape(re.sub(r"<[^>]+>", "", html))
             leaked = [l for l in hidden_lines[name] if l in text]
             assert not leaked, f"feedback of {student}/{name} shows hidden test lines: {leaked[:3]}"
+
+
+def test_cells_tagged_skip_execution_are_not_run_when_grading(graded):
+    """The lesson's timing cell (tag ``skip-execution``, nbclient's) costs a 1024x1024 matmul six times per
+    student and prints timings that differ on every run: grading leaves it unrun, everything else runs."""
+    course = graded["demo"].root
+    released = nbformat.read(str(REPO / "release" / ASSIGNMENT / "04_devices.ipynb"), as_version=4)
+    tagged = [i for i, c in enumerate(released.cells) if "skip-execution" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "seconds_per_matmul" in released.cells[tagged[0]].source
+    autograded = nbformat.read(str(course / "autograded" / "ada" / ASSIGNMENT / "04_devices.ipynb"), as_version=4)
+    cell = next(c for c in autograded.cells if "seconds_per_matmul" in c.source)
+    assert cell.outputs == [] and cell.execution_count is None
+    from torchsteps.constants import is_test_cell
+
+    ran = [c for c in autograded.cells if c.cell_type == "code" and c is not cell and not is_test_cell(c)]
+    assert len(ran) >= 5 and all(c.execution_count is not None for c in ran)
