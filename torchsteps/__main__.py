@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ def _grade(args) -> int:
     from .grading.course import course_assignments, open_api
     from .grading.driver import grade_class
     from .grading.outputs import write_outputs
+    from .grading.parallel import default_jobs
     from .results.status import Status
     from .results.table import print_grades
     from .sandbox import SandboxUnavailable, check_sandbox
@@ -31,6 +31,7 @@ def _grade(args) -> int:
     from .grading.course import RosterError
 
     console = Console(stderr=False)  # the terminal's width (or COLUMNS); the table adapts to it
+    jobs = args.jobs if args.jobs is not None else default_jobs()
     api = open_api(args.course)
     assignments = [args.assignment] if args.assignment else course_assignments(api)
     if not assignments:
@@ -64,11 +65,11 @@ def _grade(args) -> int:
 
     which = f"students {', '.join(args.student)}" if args.student else "every submission"
     results = []
-    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{args.jobs} at a time"
+    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{jobs} at a time"
     for assignment in assignments:
         console.print(f"Grading '{assignment}' in {Path(api.coursedir.root)}: {which} ({where})", markup=False, soft_wrap=True)
         try:
-            results += grade_class(api, assignment, jobs=args.jobs, feedback=not args.autograde_only, students=args.student,
+            results += grade_class(api, assignment, jobs=jobs, feedback=not args.autograde_only, students=args.student,
                                    force=args.force, on_progress=progress, on_note=lambda note: console.print(note, markup=False),
                                    scheduler=scheduler)
         except ClusterError as why:
@@ -130,7 +131,8 @@ def main(argv=None) -> int:
                        help="grade only this student's submission (repeat for several; default: every folder of submitted/)")
     grade.add_argument("--force", action="store_true",
                        help="grade again submissions that did not change since they were last graded (default: only new or changed ones)")
-    grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: one per CPU core)")
+    grade.add_argument("--jobs", "-j", type=int, default=None,
+                       help="submissions graded at once (default: one per CPU core plus one: torchsteps.grading.parallel.default_jobs)")
     grade.add_argument("--autograde-only", action="store_true", help="no feedback and no report (what stock `nbgrader autograde` does; for benchmarks)")
     grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="grade on a Dask cluster: the scheduler's address, e.g. tcp://host:8786 (default: "

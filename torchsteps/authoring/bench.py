@@ -30,6 +30,7 @@ import nbformat
 from nbgrader.api import Gradebook
 
 from ..grading.course import default_assignment, load_config
+from ..grading.parallel import default_jobs
 from .catalogue import by_notebook
 from .demo_submissions import instructor_answers
 from .submissions import fill_solutions
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
                         help="students graded by stock nbgrader (the first ones of the class; 0: the whole class)")
     parser.add_argument("--scaling", default="25,50,100,300", help="class sizes graded with ours to show scaling ('' to skip)")
     parser.add_argument("--no-feedback-run", action="store_true", help="skip timing ours with feedback and the report")
-    parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jobs", "-j", type=int, default=default_jobs(), help="workers (default: as `grade`, one per core plus one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary courses")
     args = parser.parse_args(argv)
 

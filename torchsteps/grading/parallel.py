@@ -12,6 +12,7 @@ the gradebook through the database (SQLite waits for a lock instead of failing, 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -20,11 +21,25 @@ from nbgrader.apps.api import NbGraderAPI
 from ..results.status import SubmissionResult
 from .course import open_api
 
-__all__ = ["grade_in_parallel"]
+__all__ = ["default_jobs", "grade_in_parallel"]
 
 GradeOne = Callable[..., SubmissionResult]
 
 _worker_api: NbGraderAPI | None = None
+
+
+def default_jobs() -> int:
+    """Workers to run at once by default: one per CPU core this process may use, plus one.
+
+    A worker spends about 13% of a notebook's time waiting on its kernel and grader processes (kernel
+    start, the socket round trips), time another worker can use. Measured on 2 cores, 24 students
+    (``--autograde-only``): 3 workers 0.480 and 0.505 s per notebook, 2 workers 0.524 and 0.528 s.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may run on (a container's share)
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores + 1
 
 
 def _start_worker(root: str, config) -> None:
