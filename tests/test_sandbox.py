@@ -187,6 +187,23 @@ def test_warm_kernels_share_nothing_and_plant_nothing(tmp_path):
     assert os.stat(victim).st_uid == 0 and victim.read_text() == "root's file\n"
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_output_written_any_way_reaches_the_notebook_with_empty_flushes_skipped(tmp_path, warm):
+    """The kernel's stdout/stderr flush returns at once when nothing is pending (zygote._skip_empty_flushes);
+    whatever was written, by print, by file descriptor, by a child process, is still in its cell."""
+    outputs = run_in_sandbox([
+        "from ipykernel.iostream import OutStream\nprint(OutStream.flush.skips_empty)",
+        "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)",
+        "import os, time\nos.write(1, b'by file descriptor\\n')\ntime.sleep(0.5)",
+        "import subprocess, time\nsubprocess.run(['echo', 'from a child process'])\ntime.sleep(0.5)",
+        "pass",
+        "print('last')",
+    ], tmp_path, warm_start=warm)
+    texts = [text for text, errors in outputs]
+    assert all(not errors for _, errors in outputs), outputs
+    assert texts == ["True", "to stdout\nto stderr", "by file descriptor", "from a child process", "", "last"], texts
+
+
 def test_environment_under_tmp_stays_visible(tmp_path, monkeypatch):
     """Regression: the sandbox's own /tmp was mounted over a Python environment cloned under /tmp."""
     import torchsteps.sandbox.kernel_manager as sandbox

@@ -126,3 +126,32 @@ def test_the_students_traceback_is_shown_only_when_the_test_fails_with_it(execut
     assert _errors(failed) and "negative sizes are not allowed" in _errors(failed)[0]["evalue"]
     text = _text(failed)
     assert "in your code" in text and "in refuses" in text and "raise ValueError" in text, text
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-parent-preloads", "cold-kernel-loads"])
+def test_the_harness_is_in_every_kernel_before_the_notebook_runs(tmp_path, monkeypatch, warm):
+    """A warm parent loads the harness once before forking (no execute request per notebook); a cold
+    kernel gets it by an execute request before the first cell. Either way the tests can call the
+    student's functions, and the student's first cell already finds it loaded."""
+    from torchsteps.sandbox.grader_process import harness_bootstrap
+
+    executed_sources = []
+    original = TrustedExecute.execute_cell
+
+    def recording(self, cell, *args, **kwargs):
+        executed_sources.append(cell.source)
+        return original(self, cell, *args, **kwargs)
+
+    monkeypatch.setattr(TrustedExecute, "execute_cell", recording)
+    config = Config()
+    config.GuardedExecute.timeout = CELL_TIMEOUT
+    config.SandboxedKernelManager.warm_start = warm
+    cells = [
+        _cell("import torch", "setup", kind="setup"),
+        _cell("import builtins\nloaded = hasattr(builtins.__torchsteps_harness__, 'serve')\n"
+              "def double(x):\n    return x * 2\n", "answer", kind="answer"),
+        _cell("assert loaded\nassert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0))", "calls", kind="test"),
+    ]
+    nb = execute_step(TrustedExecute, cells, tmp_path, config)
+    assert not _errors(nb.cells[2]), json.dumps(nb.cells[2].outputs)[:2000]
+    assert (harness_bootstrap() in executed_sources) is not warm, executed_sources

@@ -215,6 +215,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     _cgroup = None  # a cold kernel's own memory cgroup (a warm kernel's is its parent's: Zygote.cgroup)
     _oom_kills_before = 0
 
+    @property
+    def harness_preloaded(self) -> bool:
+        """Whether this kernel was forked with the grading harness already loaded (by its warm parent)."""
+        return self._zygote is not None and getattr(self._zygote, "harness_preloaded", False)
+
     async def _async_pre_start_kernel(self, **kw):
         try:
             check_sandbox()

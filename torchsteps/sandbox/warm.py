@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from .folders import chown_tree, make_private_dir
+from .grader_process import harness_bootstrap
 from .memory_cgroup import memory_cgroup_or_none
 
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
@@ -49,7 +50,8 @@ class Zygote:
         self.work_dir = self.root / "work"
         chown_tree(self.root / "run", manager.kernel_uid)
         chown_tree(self.root / "work", manager.kernel_uid)
-        settings = dict(manager.isolation_settings(), preload=preload, warmup=warmup)
+        # The harness's loader travels in the command line: 46 kB of JSON, under Linux's 128 kB for one argument.
+        settings = dict(manager.isolation_settings(), preload=preload, warmup=warmup, harness=harness_bootstrap())
         command = manager.sandbox_command(
             [sys.executable, ZYGOTE_PATH_INSIDE, json.dumps(settings)],
             self.root,
@@ -65,6 +67,7 @@ class Zygote:
         ready = self._read(timeout=120)
         if not ready.get("ready"):
             raise ZygoteError(f"the warm kernel parent did not start: {ready}")
+        self.harness_preloaded = bool(ready.get("harness"))  # else the grader loads it into each kernel
         # Joined after the imports, so that only what kernels add (their memory and the tmpfs pages they
         # write) is charged to the cgroup, not the parent's torch (see memory_cgroup.add_session).
         self.cgroup = memory_cgroup_or_none(manager.cgroup_memory_mb, getattr(manager, "log", None))

@@ -215,6 +215,28 @@ def _kill_everything_else():
         time.sleep(0.01)
 
 
+def _skip_empty_flushes():
+    """Make ipykernel's ``OutStream.flush`` return at once when nothing was written since the last one.
+
+    ipykernel flushes stdout and stderr twice per execute request, and each flush is a round trip to its
+    IO thread even when nothing is pending: measured 1.1 ms of a kernel's 4.0 ms of CPU per cell (ipykernel
+    7.4). Anything written (``print``, output of the process's file descriptors 1 and 2, which its pipe
+    watcher writes, or of a forked child) marks the stream pending, and is flushed as before.
+    """
+    from ipykernel.iostream import OutStream
+
+    flush = OutStream.flush
+    if getattr(flush, "skips_empty", False):
+        return
+
+    def flush_if_written(self):
+        if getattr(self, "_flush_pending", True) or getattr(self, "_subprocess_flush_pending", True):
+            flush(self)
+
+    flush_if_written.skips_empty = True
+    OutStream.flush = flush_if_written
+
+
 def _become_kernel(argv, settings, keep_fds):
     """In the forked child: a new session, private namespaces, clean stdio, then an IPython kernel; never returns."""
     try:
@@ -242,6 +264,7 @@ def _become_kernel(argv, settings, keep_fds):
         random.seed()  # the parent's random state would be the same in every child
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _skip_empty_flushes()
         from ipykernel.kernelapp import IPKernelApp
 
         app = IPKernelApp.instance()
@@ -283,6 +306,17 @@ def main():
         except ImportError:
             pass
 
+    # The grading harness (trusted code, as the grader sends it), loaded once here instead of by an
+    # execute request in each kernel (about 25 ms of a kernel's CPU for its 43 kB of source). Every
+    # kernel starts from this state, before any student code.
+    harness = False
+    if settings.get("harness"):
+        try:
+            exec(settings["harness"], {"__name__": "_torchsteps_boot"})
+            harness = True
+        except Exception:  # noqa: BLE001 - the grader then loads it into each kernel as before
+            harness = False
+
     # Not dumpable: a kernel (same user) cannot ptrace this parent to change later kernels.
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     control_in = os.dup(0)
@@ -307,7 +341,7 @@ def main():
                 status = os.waitstatus_to_exitcode(code)
         return status
 
-    reply(ready=True, pid=os.getpid())
+    reply(ready=True, pid=os.getpid(), harness=harness)
     for line in reader:
         message = json.loads(line)
         command = message["cmd"]
