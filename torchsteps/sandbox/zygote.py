@@ -221,19 +221,31 @@ def _skip_empty_flushes():
     ipykernel flushes stdout and stderr twice per execute request, and each flush is a round trip to its
     IO thread even when nothing is pending: measured 1.1 ms of a kernel's 4.0 ms of CPU per cell (ipykernel
     7.4). Anything written (``print``, output of the process's file descriptors 1 and 2, which its pipe
-    watcher writes, or of a forked child) marks the stream pending, and is flushed as before.
+    watcher writes, or of a forked child) marks the stream pending, and is flushed as before. A flush in
+    progress on the IO thread counts as pending too: ipykernel's ``_flush`` clears the flag before it
+    queues the text, and the cell's "idle" must not be queued in between (found by a review).
     """
     from ipykernel.iostream import OutStream
 
-    flush = OutStream.flush
+    flush, send = OutStream.flush, OutStream._flush
     if getattr(flush, "skips_empty", False):
         return
 
+    def send_counted(self):
+        self._sends_in_progress = getattr(self, "_sends_in_progress", 0) + 1
+        try:
+            send(self)
+        finally:
+            self._sends_in_progress -= 1
+
     def flush_if_written(self):
-        if getattr(self, "_flush_pending", True) or getattr(self, "_subprocess_flush_pending", True):
+        # The flags first, then the sends in progress: a send that cleared them is still counted.
+        if (getattr(self, "_flush_pending", True) or getattr(self, "_subprocess_flush_pending", True)
+                or getattr(self, "_sends_in_progress", 0)):
             flush(self)
 
     flush_if_written.skips_empty = True
+    OutStream._flush = send_counted
     OutStream.flush = flush_if_written
 
 
@@ -315,7 +327,7 @@ def main():
             exec(settings["harness"], {"__name__": "_torchsteps_boot"})
             harness = True
         except Exception:  # noqa: BLE001 - the grader then loads it into each kernel as before
-            harness = False
+            pass
 
     # Not dumpable: a kernel (same user) cannot ptrace this parent to change later kernels.
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
