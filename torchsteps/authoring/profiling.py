@@ -10,7 +10,11 @@ timers wrapped around the methods that do it:
 - warm parent start: the sandboxed process that imports torch once (``Zygote``; once per process);
 - kernel start: forking the kernel and waiting until it answers (nbclient ``start_new_kernel`` and
   ``start_new_kernel_client``);
-- cell execution: nbclient ``execute_cell`` (the student's and the tests' code, in the kernel);
+- cell execution: nbclient ``execute_cell`` (the student's cells and the setup cells, in the kernel);
+- test cells: the hidden and visible tests, run in the sandboxed grader process (``TrustedExecute._run_test``
+  and ``_run_setup``: forking the grader, the tests' own work, and the student's functions they call in the
+  kernel, waited for by the host);
+- grader parent start: the sandboxed grader process that imports torch once (``GraderParent``; once per process);
 - kernel shutdown: nbclient ``_cleanup_kernel`` (and the sandbox reset);
 - database: SQLAlchemy statements and commits (event hooks on the engine class);
 - feedback rendering: ``NbGraderAPI.generate_feedback`` (nbconvert HTML);
@@ -18,7 +22,7 @@ timers wrapped around the methods that do it:
 - nbgrader bookkeeping: the rest of ``NbGraderAPI.autograde`` (app start-up, reading and writing notebooks,
   the other preprocessors), computed as autograde minus the phases inside it.
 
-The first submission also pays the warm parent's start; it is counted apart. ``--cprofile`` writes a
+The first submission also pays the two warm parents' starts; they are counted apart. ``--cprofile`` writes a
 ``pstats`` file of the grading process (CPU time of the Python code, not of the kernels).
 """
 
@@ -35,7 +39,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["PhaseTimer", "main"]
+__all__ = ["PhaseTimer", "PHASES", "phase_table", "main"]
+
+# The phases printed, in order; "nbgrader bookkeeping" is what autograde spends outside the ones inside it.
+PHASES = ("staging", "warm parent start", "grader parent start", "kernel start", "cell execution", "test cells",
+          "kernel shutdown", "database", "nbgrader bookkeeping", "feedback rendering", "database (feedback)",
+          "database (other)")
+_INSIDE_AUTOGRADE = ("kernel start", "cell execution", "test cells", "kernel shutdown", "database")
 
 
 class PhaseTimer:
@@ -125,18 +135,35 @@ def instrument(timer: PhaseTimer) -> None:
     from nbgrader.apps.api import NbGraderAPI
 
     from ..grading import driver
-    from ..sandbox import warm
+    from ..nbgrader_plugins.trusted_execute import TrustedExecute
+    from ..sandbox import grader_process, warm
 
     # The synchronous entry points nbconvert's ExecutePreprocessor calls (nbclient's run_sync wrappers).
     timer.wrap(NotebookClient, "start_new_kernel", "kernel start")
     timer.wrap(NotebookClient, "start_new_kernel_client", "kernel start")
     timer.wrap(NotebookClient, "execute_cell", "cell execution")
     timer.wrap(NotebookClient, "_cleanup_kernel", "kernel shutdown")
+    timer.wrap(TrustedExecute, "_run_test", "test cells")
+    timer.wrap(TrustedExecute, "_run_setup", "test cells")
+    timer.wrap(grader_process.GraderParent, "__init__", "grader parent start")
     timer.wrap(NbGraderAPI, "autograde", "autograde (all)")
     timer.wrap(NbGraderAPI, "generate_feedback", "feedback rendering")
     timer.wrap(warm.Zygote, "__init__", "warm parent start")
     timer.wrap(driver, "stage_submission", "staging")  # the name the driver calls
     timer.time_database()
+
+
+def phase_table(seconds: dict[str, float]) -> dict[str, float]:
+    """Seconds per printed phase (:data:`PHASES`) from a :class:`PhaseTimer`'s raw, nested figures.
+
+    The warm parent starts inside the first kernel start and the grader parent inside the first test cell;
+    each is taken out of the phase around it. Nbgrader bookkeeping is autograde minus the phases inside it.
+    """
+    table = {phase: seconds.get(phase, 0.0) for phase in PHASES}
+    table["nbgrader bookkeeping"] = seconds.get("autograde (all)", 0.0) - sum(table[p] for p in _INSIDE_AUTOGRADE)
+    table["kernel start"] -= table["warm parent start"]
+    table["test cells"] -= table["grader parent start"]
+    return table
 
 
 def main(argv=None) -> int:
@@ -173,21 +200,18 @@ def main(argv=None) -> int:
         total = time.perf_counter() - start
         timer.undo()
         notebooks = len(results) * len(by_notebook())
-        phases = dict(timer.seconds)
-        # The warm parent starts inside the first kernel start; the rest of autograde is nbgrader's own work.
-        inside = ("kernel start", "cell execution", "kernel shutdown", "database")
-        phases["nbgrader bookkeeping"] = phases.get("autograde (all)", 0.0) - sum(phases.get(p, 0.0) for p in inside)
-        phases["kernel start"] = phases.get("kernel start", 0.0) - phases.get("warm parent start", 0.0)
+        phases = phase_table(timer.seconds)
         print(f"{len(results)} submissions, {notebooks} notebooks, {total:.1f} s in all "
               f"({total / notebooks:.2f} s per notebook, first submission done after {first[0] - start:.1f} s)")
         print(f"  {'phase':<24} {'seconds':>8} {'s/notebook':>11} {'share':>6}")
-        for phase in ("staging", "warm parent start", "kernel start", "cell execution", "kernel shutdown", "database",
-                      "nbgrader bookkeeping", "feedback rendering", "database (feedback)", "database (other)"):
-            seconds = phases.get(phase, 0.0)
+        for phase in PHASES:
+            seconds = phases[phase]
             print(f"  {phase:<24} {seconds:8.1f} {seconds / notebooks:11.3f} {seconds / total:6.0%}")
-        other = total - sum(phases.get(p, 0.0) for p in ("staging", "autograde (all)", "feedback rendering", "database (other)"))
+        other = total - timer.seconds.get("autograde (all)", 0.0) - sum(
+            phases[p] for p in ("staging", "feedback rendering", "database (other)"))
         print(f"  {'rest (release, roster)':<24} {other:8.1f} {other / notebooks:11.3f} {other / total:6.0%}")
-        print("  (database (feedback) is part of feedback rendering; the warm parent starts once per grading process)")
+        print("  (database (feedback) is part of feedback rendering; the warm and grader parents start once per "
+              "grading process)")
         if profiler:
             import pstats
 
