@@ -205,16 +205,41 @@ def call(name, payload):
             reply["result"] = encoder.encode(outcome["result"])
         except crossing.CrossingError as e:
             reply["exception"] = encoder.encode(TypeError(f"the result of {name} cannot be checked: {e}"))
-    # The arguments after the call, each in full (references only between different arguments).
+    # The arguments after the call, each in full (references only between different arguments). The
+    # request's own containers (the body, the args tuple, the kwargs dict, the context) never reach the
+    # function: they answer "unchanged" (a reference to themselves, which the grader skips).
     encoder.regions = None
+    reachable = _argument_slots(slots, body)
+    refs = {id(o): i for i, o in enumerate(slots)}
     after = []
     for index, obj in enumerate(slots):
-        encoder.refs = {id(o): i for i, o in enumerate(slots) if i != index}
+        if index not in reachable:
+            after.append({"t": "ref", "slot": index})
+            continue
+        del refs[id(obj)]
+        encoder.refs = refs
         after.append(encoder.encode(obj))
+        refs[id(obj)] = index
     encoder.refs = {}
     reply["after"] = after
     reply["state"] = {k: encoder.encode(v) for k, v in state.items()}
     return crossing.dumps(encoder, {"t": "reply", "reply": reply})
+
+
+def _argument_slots(slots, body):
+    """The slot numbers of what the function received: the objects inside ``args`` and ``kwargs``'s values.
+
+    The decoder numbers slots depth first as it meets them, and the grader encodes the body as
+    ``{"args", "kwargs", "context"}`` in that order: the slots after the args tuple up to the kwargs dict,
+    and after the kwargs dict up to the context. A body in another order keeps every slot (the old answer).
+    """
+    def at(obj):
+        return next((i for i, o in enumerate(slots) if o is obj), None)
+
+    args_at, kwargs_at, context_at = at(body.get("args")), at(body.get("kwargs")), at(body.get("context"))
+    if None in (args_at, kwargs_at, context_at) or not 0 < args_at < kwargs_at < context_at:
+        return set(range(len(slots)))
+    return set(range(args_at + 1, kwargs_at)) | set(range(kwargs_at + 1, context_at))
 
 
 def names(payload):

@@ -1,0 +1,83 @@
+"""Fast tier: one call from the grader to the harness, in this process (no kernel, no socket, no sandbox).
+
+The grader's :meth:`Grader.call` encodes the arguments, the harness's :func:`call` runs the "student's"
+function and answers with the result and the arguments after the call; the grader copies what changed
+into its own objects. Here ``Grader.request`` hands the payload straight to the harness.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from torchsteps.sandbox import crossing, grader
+
+
+
+@pytest.fixture
+def wired(monkeypatch):
+    """``(grader, namespace, replies)``: a Grader whose requests the harness answers; ``replies`` keeps each reply."""
+    from pathlib import Path
+
+    monkeypatch.setitem(sys.modules, "_torchsteps_crossing", crossing)  # its name inside the sandbox
+    spec = importlib.util.spec_from_file_location("_torchsteps_harness", Path(crossing.__file__).with_name("harness.py"))
+    harness = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "_torchsteps_harness", harness)
+    spec.loader.exec_module(harness)
+    monkeypatch.delattr(builtins, "__torchsteps_harness__", raising=False)
+    namespace: dict = {}
+    harness._user_ns = lambda: namespace
+    replies = []
+
+    class Wired(grader.Grader):
+        def request(self, op, name, payload):
+            reply = crossing.loads(harness.call(name, payload))
+            replies.append(reply)
+            return reply
+
+    return Wired(link=None), namespace, replies
+
+
+def test_changes_to_the_arguments_come_back_into_the_graders_objects(wired):
+    g, ns, _ = wired
+
+    def student(t, arrays, *, into):
+        t.mul_(2)
+        arrays[0][0] = 9.0
+        arrays[1].append("x")
+        into.add_(1)
+        return t.sum()
+
+    ns["student"] = student
+    t, inner, into = torch.ones(3), [], torch.zeros(2)
+    arrays = (np.zeros(2), inner)
+    result = g.call("student", (t, arrays), {"into": into})
+    torch.testing.assert_close(t, torch.full((3,), 2.0))
+    assert arrays[0].tolist() == [9.0, 0.0] and inner == ["x"]  # inside a tuple: still written back
+    torch.testing.assert_close(into, torch.ones(2))  # a keyword argument too
+    torch.testing.assert_close(result, torch.tensor(6.0))
+
+
+def test_the_requests_own_containers_answer_unchanged(wired):
+    # The body, the args tuple, the kwargs dict and the context (with the global state sent on the first
+    # call: RNG state tensors) never reach the function; encoding them after each call only cost time.
+    g, ns, replies = wired
+    ns["student"] = lambda t, **kw: t + 1
+    g.call("student", (torch.ones(2),), {"k": [1]})
+    after = replies[-1]["tree"]["reply"]["after"]
+    full = [i for i, node in enumerate(after) if not (node.get("t") == "ref" and node.get("slot") == i)]
+    kinds = [after[i]["t"] for i in full]
+    assert kinds == ["tensor", "list"], kinds
+
+
+def test_a_result_that_is_an_argument_stays_that_argument(wired):
+    g, ns, _ = wired
+    ns["student"] = lambda t: t.add_(1)
+    t = torch.zeros(2)
+    assert g.call("student", (t,), {}) is t
+    torch.testing.assert_close(t, torch.ones(2))
