@@ -61,3 +61,24 @@ def test_phase_timer_times_a_wrapped_method():
     assert timer.calls["test cells"] == 1
     assert timer.seconds["test cells"] >= 0.02
     assert timer.active == []
+
+
+@pytest.mark.parametrize("module", ["bench", "profiling"])
+def test_without_bubblewrap_the_timing_tools_stop_with_the_reason(module, monkeypatch, tmp_path, capsys):
+    # Regression: without bwrap every kernel failed to start and the benchmark printed timings of errors.
+    import importlib
+    import tempfile
+
+    from torchsteps.sandbox import kernel_manager
+
+    tool = importlib.import_module(f"torchsteps.authoring.{module}")
+    monkeypatch.setattr(kernel_manager, "_sandbox_checked", False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap, prlimit or setpriv on it
+
+    def no_work(*_a, **_k):
+        raise AssertionError("a course was generated although grading cannot start")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_work)
+    assert tool.main(["--students", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "missing bwrap" in err and "Install bubblewrap" in err

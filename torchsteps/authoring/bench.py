@@ -128,6 +128,21 @@ def _line(name: str, seconds: float, students: int, notebooks: int) -> str:
             f"{seconds / students / notebooks:5.2f} s/notebook")
 
 
+def sandbox_problem() -> str:
+    """Why ours cannot grade here ("" when it can): a timing of kernels that never start would be meaningless.
+
+    The benchmark and the profiler time the sandboxed kernels that ``grade`` uses; without bubblewrap every
+    notebook would fail to start and the figures (and "N differ") would describe errors, not grading.
+    """
+    from ..sandbox import SandboxUnavailable, check_sandbox
+
+    try:
+        check_sandbox()
+    except SandboxUnavailable as why:
+        return f"cannot time grading here: {why}. Install bubblewrap and util-linux (see README) and run it again."
+    return ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchsteps.authoring.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", "-n", type=int, default=100)
@@ -138,6 +153,10 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=default_jobs(), help="workers (default: as `grade`, one per core plus one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary courses")
     args = parser.parse_args(argv)
+    problem = sandbox_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
 
     work = Path(tempfile.mkdtemp(prefix="torchsteps-bench-"))
     try:

@@ -167,7 +167,7 @@ def phase_table(seconds: dict[str, float]) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    from .bench import ASSIGNMENT, _course_copy, generate_class
+    from .bench import ASSIGNMENT, _course_copy, generate_class, sandbox_problem
     from .catalogue import by_notebook
     from ..grading.course import open_api
     from ..grading.driver import grade_class
@@ -178,6 +178,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cprofile", metavar="FILE", help="also write a cProfile pstats file of the grading process")
     parser.add_argument("--keep", action="store_true", help="keep the temporary course")
     args = parser.parse_args(argv)
+    problem = sandbox_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
 
     work = Path(tempfile.mkdtemp(prefix="torchsteps-profile-"))
     try:
