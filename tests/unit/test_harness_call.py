@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,18 +19,16 @@ import torch
 from torchsteps.sandbox import crossing, grader
 
 
-
 @pytest.fixture
 def wired(monkeypatch):
     """``(grader, namespace, replies)``: a Grader whose requests the harness answers; ``replies`` keeps each reply."""
-    from pathlib import Path
-
     monkeypatch.setitem(sys.modules, "_torchsteps_crossing", crossing)  # its name inside the sandbox
     spec = importlib.util.spec_from_file_location("_torchsteps_harness", Path(crossing.__file__).with_name("harness.py"))
     harness = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "_torchsteps_harness", harness)
+    # Loading the harness sets builtins.__torchsteps_harness__; undone after the test (absent before it).
+    monkeypatch.setattr(builtins, "__torchsteps_harness__", None, raising=False)
     spec.loader.exec_module(harness)
-    monkeypatch.delattr(builtins, "__torchsteps_harness__", raising=False)
     namespace: dict = {}
     harness._user_ns = lambda: namespace
     replies = []
@@ -81,3 +80,7 @@ def test_a_result_that_is_an_argument_stays_that_argument(wired):
     t = torch.zeros(2)
     assert g.call("student", (t,), {}) is t
     torch.testing.assert_close(t, torch.ones(2))
+
+
+def test_the_fixture_leaves_no_harness_in_builtins():
+    assert not hasattr(builtins, "__torchsteps_harness__")  # runs after the tests above (file order)
