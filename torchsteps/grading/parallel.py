@@ -11,8 +11,10 @@ the gradebook through the database (SQLite waits for a lock instead of failing, 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -42,8 +44,31 @@ def default_jobs() -> int:
     return cores + 1
 
 
-def _start_worker(root: str, config) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this worker SIGTERM when the grading command dies (Linux only).
+
+    Without it, a ``grade`` killed by SIGTERM or SIGKILL (``kill``, a batch system's time limit) leaves its
+    workers running: they are reparented to init and go on grading the submissions already queued to them.
+    Ctrl-C does not need this (it reaches the whole process group). The workers' kernels and grader
+    processes follow the worker (``bwrap --die-with-parent``). The signal comes when the *thread* that
+    started the worker ends (prctl(2)): ``grade_in_parallel`` starts them from the thread that iterates it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):  # not Linux: no prctl
+        return
+    if os.getppid() != parent_pid:  # the command died before the line above took effect
+        os._exit(128 + signal.SIGTERM)
+
+
+def _start_worker(root: str, config, parent_pid: int) -> None:
     global _worker_api
+    _stop_with_parent(parent_pid)
     _worker_api = open_api(root, config)
 
 
@@ -61,7 +86,7 @@ def grade_in_parallel(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str,
     # (open database connections, event loops, threads).
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                             initargs=(str(api.coursedir.root), api.config)) as pool:
+                             initargs=(str(api.coursedir.root), api.config, os.getpid())) as pool:
         futures = [pool.submit(_grade, grade_one, assignment_id, s, known_students, expected, feedback) for s in students]
         for future in as_completed(futures):
             yield future.result()
