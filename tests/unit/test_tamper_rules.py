@@ -44,3 +44,14 @@ def test_helper_names_are_the_helpers_all(tmp_path):
     (tmp_path / "checks.py").write_text("__all__ = ['check_a', 'check_b']\ndef check_a(): pass\n")
     assert helper_names(tmp_path / "checks.py") == {"check_a", "check_b"}
     assert helper_names(tmp_path / "missing.py") == frozenset()
+
+
+def test_helper_names_follow_the_files_content_not_its_path(tmp_path):
+    # The names are remembered per content (one parse per class): a changed file gives its new names.
+    helpers = tmp_path / "checks.py"
+    helpers.write_text("__all__ = ['check_a']\n")
+    assert helper_names(helpers) == {"check_a"}
+    helpers.write_text("__all__ = ['check_b', 'check_c']\n")
+    assert helper_names(helpers) == {"check_b", "check_c"}
+    helpers.write_text("__all__ = [\n")  # does not parse
+    assert helper_names(helpers) == frozenset()
