@@ -10,9 +10,23 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
+
+
+def _end_on_sigterm(signum, frame) -> None:
+    """SIGTERM (``kill``, a batch system's time limit): end this process's sandboxes and remove their folders
+    (they hold a student's files; exit handlers do not run on a signal), then exit as the signal would. The
+    grading workers get SIGTERM as this process ends and do the same (torchsteps.grading.parallel)."""
+    from .sandbox import close_all
+
+    try:
+        close_all()
+    finally:
+        os._exit(128 + signum)
 
 
 def _grade(args) -> int:
@@ -51,6 +65,7 @@ def _grade(args) -> int:
             )
             return 2
         console.print(f"[bold yellow]WARNING: grading WITHOUT a sandbox[/bold yellow] ({why})")
+    signal.signal(signal.SIGTERM, _end_on_sigterm)
     start = time.perf_counter()
 
     def progress(done, total, result):

@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from nbgrader.apps.api import NbGraderAPI
 
 from ..results.status import SubmissionResult
+from ..sandbox import close_all as close_sandboxes
 from .course import open_api
 
 __all__ = ["default_jobs", "grade_in_parallel"]
@@ -53,9 +54,11 @@ def _stop_with_parent(parent_pid: int) -> None:
     Without it, a ``grade`` killed by SIGTERM or SIGKILL (``kill``, a batch system's time limit) leaves its
     workers running: they are reparented to init and go on grading the submissions already queued to them.
     Ctrl-C does not need this (it reaches the whole process group). The workers' kernels and grader
-    processes follow the worker (``bwrap --die-with-parent``). The signal comes when the *thread* that
-    started the worker ends (prctl(2)): ``grade_in_parallel`` starts them from the thread that iterates it.
+    processes follow the worker (``bwrap --die-with-parent``); :func:`_end_worker` also removes their
+    folders, which hold the student's files. The signal comes when the *thread* that started the worker
+    ends (prctl(2)): ``grade_in_parallel`` starts them from the thread that iterates it.
     """
+    signal.signal(signal.SIGTERM, _end_worker)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
@@ -64,6 +67,16 @@ def _stop_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # the command died before the line above took effect
         os._exit(128 + signal.SIGTERM)
+
+
+def _end_worker(signum, frame) -> None:
+    """SIGTERM in a worker: end its sandboxes and remove their folders, then exit (exit handlers do not run
+    on a signal, and raising SystemExit here would be caught by the pool's loop, which then takes the
+    next queued submission)."""
+    try:
+        close_sandboxes()
+    finally:
+        os._exit(128 + signum)
 
 
 def _start_worker(root: str, config, parent_pid: int) -> None:

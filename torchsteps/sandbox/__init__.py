@@ -8,4 +8,18 @@ sandbox), and the sandbox's folders (:mod:`.folders`). Imports nothing else of t
 
 from .kernel_manager import SandboxedKernelManager, SandboxUnavailable, check_sandbox
 
-__all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox"]
+__all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox", "close_all"]
+
+
+def close_all() -> None:
+    """End every warm parent this process started (kernels' and graders') and remove their private folders.
+
+    Run at exit; call it yourself where exit handlers do not run (a process ended by a signal). The folders
+    hold the working copy of the notebook being graded, that is, the student's files.
+    """
+    from . import grader_process, warm
+
+    try:
+        warm.close_all()
+    finally:
+        grader_process.close_all()

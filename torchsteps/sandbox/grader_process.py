@@ -239,7 +239,8 @@ def get_grader_parent(manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """End this process's warm grader parents and remove their private folders (also run at exit)."""
     for parent in _parents.values():
         parent.close()
     _parents.clear()

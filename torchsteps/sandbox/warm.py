@@ -207,7 +207,8 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """End this process's warm parents of the kernels and remove their private folders (also run at exit)."""
     for zygote in _zygotes.values():
         zygote.close()
     _zygotes.clear()

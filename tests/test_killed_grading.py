@@ -1,0 +1,114 @@
+"""A `grade` command killed in the middle (a batch system's time limit, `kill`) leaves nothing running and
+nothing of the students' behind, and the next run grades the class as if nothing had happened."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ASSIGNMENT, COURSE_ID, copy_course
+
+STUDENTS = ("ada", "ben", "cleo")
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _grade(course: Path, jobs: int = 2) -> subprocess.Popen:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    students = [arg for s in STUDENTS for arg in ("--student", s)]
+    return subprocess.Popen([sys.executable, "-m", "torchsteps", "--course", str(course), "grade", "-j", str(jobs), *students],
+                            cwd=course, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_killed_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grades_all(tmp_path, request, graded, jobs):
+    # Regression: SIGTERM to `grade` left its workers running (reparented to init, grading the queued
+    # submissions), and a process ended by a signal left its sandboxes' folders, with the student's files.
+    # -j 1 grades in the command's own process; -j 2 in a pool of workers.
+    from torchsteps.sandbox import SandboxUnavailable, check_sandbox
+
+    try:
+        check_sandbox()
+    except SandboxUnavailable as why:  # pragma: no cover
+        pytest.skip(f"no sandbox: {why}")
+    course = copy_course(tmp_path / "course", demo_class=True)
+    # Its own runtime folder, to see what is left in it; not under /tmp (kernels get their own /tmp).
+    runtime = Path(tempfile.mkdtemp(prefix="torchsteps-test-runtime-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(runtime, ignore_errors=True))
+    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
+        f.write(f"\nc.SandboxedKernelManager.runtime_dir = {str(runtime)!r}\n")
+
+    command = _grade(course, jobs)
+    running: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while not list(runtime.glob("torchsteps-kernel-*/run/kernel-*.json")):  # a notebook is being graded
+            assert command.poll() is None, command.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no kernel started within 300 s"
+            time.sleep(0.1)
+        running = _descendants(command.pid)
+        assert running, "the grade command has no worker processes"
+        command.send_signal(signal.SIGTERM)
+        command.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while (any(_alive(p) for p in running) or list(runtime.glob("torchsteps-kernel-*"))) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in running if _alive(p)], "processes of the killed grade command are still running"
+        assert not list(runtime.glob("torchsteps-kernel-*")), "sandbox folders (with a student's files) were left behind"
+    finally:
+        command.kill()
+        command.wait()
+        for pid in running:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    if jobs == 1:
+        return  # the re-run below is the same for both
+    rerun = _grade(course)
+    output, _ = rerun.communicate(timeout=30 * 60)
+    assert rerun.returncode == 0, output[-4000:]
+    notebooks = sorted(p.stem for p in (course / "release" / ASSIGNMENT).glob("*.ipynb"))
+    for student in STUDENTS:
+        for notebook in notebooks:
+            assert graded["demo"].scores(student, notebook) == _scores(course, student, notebook), (student, notebook)
+
+
+def _scores(course: Path, student: str, notebook: str) -> dict[str, tuple[float, float]]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
+        nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
+        return {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
