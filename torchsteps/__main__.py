@@ -39,7 +39,9 @@ def _grade(args) -> int:
     from .grading.parallel import default_jobs
     from .results.status import Status
     from .results.table import print_grades
-    from .sandbox import SandboxUnavailable, check_sandbox
+    from traitlets import TraitError
+
+    from .sandbox import SandboxedKernelManager, SandboxUnavailable, check_sandbox
 
     from .grading.archives import ARCHIVE_DIR
     from .grading.course import RosterError
@@ -53,6 +55,11 @@ def _grade(args) -> int:
         return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
+    try:
+        SandboxedKernelManager(config=api.config)  # the sandbox settings, checked once rather than per notebook
+    except TraitError as why:
+        console.print(f"Cannot grade: {why}", markup=False, soft_wrap=True)
+        return 2
     scheduler = args.scheduler if args.scheduler is not None else DaskCluster(config=api.config).scheduler
     try:
         if not scheduler:  # on a cluster, each worker's sandbox is checked where it runs

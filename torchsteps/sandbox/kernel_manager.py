@@ -40,7 +40,7 @@ from queue import Empty
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, DottedObjectName, Integer, List, Type, Unicode
+from traitlets import Bool, DottedObjectName, Integer, List, TraitError, Type, Unicode, validate
 
 from .memory_cgroup import memory_cgroup_or_none
 from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, claim_uid, make_private_dir
@@ -195,6 +195,20 @@ class SandboxedKernelManager(AsyncKernelManager):
     runtime_dir = Unicode(
         "/var/tmp/torchsteps", help="where each sandbox's private folders (working copy, sockets) are made"
     ).tag(config=True)
+
+    @validate("runtime_dir")
+    def _runtime_dir_visible_to_kernels(self, proposal):
+        # Every isolated kernel gets an empty /tmp and /dev/shm of its own (zygote.py), which would hide the
+        # sockets and connection file made there: the kernel died before replying, with no hint why.
+        path = os.path.realpath(proposal["value"])
+        for hidden in ("/tmp", "/dev/shm"):
+            if path == hidden or path.startswith(hidden + "/"):
+                raise TraitError(
+                    f"SandboxedKernelManager.runtime_dir {proposal['value']!r} is under {hidden}, which each kernel "
+                    "gets empty (its own tmpfs), so a kernel could not reach its sockets there; choose a folder "
+                    "elsewhere, such as the default /var/tmp/torchsteps"
+                )
+        return proposal["value"]
     warm_start = Bool(
         True, help="fork each kernel from a sandboxed parent that has already imported `preload` "
         "(torchsteps.sandbox.warm) instead of starting a new interpreter per notebook",
