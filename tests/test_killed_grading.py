@@ -1,9 +1,11 @@
-"""A `grade` command killed in the middle (a batch system's time limit, `kill`) leaves nothing running and
-nothing of the students' behind, and the next run grades the class as if nothing had happened."""
+"""A `grade` command stopped in the middle (Ctrl-C, `kill`, a batch system's time limit) stops at once, leaves
+nothing running and nothing of the students' behind, and the next run grades the class as if nothing had
+happened."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,18 +45,23 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _grade(course: Path, jobs: int = 2) -> subprocess.Popen:
+def _grade(course: Path, jobs: int = 2, log: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
     students = [arg for s in STUDENTS for arg in ("--student", s)]
+    # Its own process group, as in a terminal, with Ctrl-C's default action (a shell's background job ignores it).
     return subprocess.Popen([sys.executable, "-m", "torchsteps", "--course", str(course), "grade", "-j", str(jobs), *students],
-                            cwd=course, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=course, env=env, stdout=log.open("w") if log else subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("stop", ["kill", "ctrl-c"])
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_killed_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grades_all(tmp_path, request, graded, jobs):
-    # Regression: SIGTERM to `grade` left its workers running (reparented to init, grading the queued
-    # submissions), and a process ended by a signal left its sandboxes' folders, with the student's files.
+def test_stopped_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grades_all(tmp_path, request, graded, jobs, stop):
+    # Regressions: SIGTERM to `grade` left its workers running (reparented to init, grading the queued
+    # submissions); a process ended by a signal left its sandboxes' folders, with the student's files;
+    # Ctrl-C went on grading the submissions queued to the workers and ended with a traceback.
     # -j 1 grades in the command's own process; -j 2 in a pool of workers.
     from torchsteps.sandbox import SandboxUnavailable, check_sandbox
 
@@ -69,18 +76,27 @@ def test_killed_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grades
     with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
         f.write(f"\nc.SandboxedKernelManager.runtime_dir = {str(runtime)!r}\n")
 
-    command = _grade(course, jobs)
+    log = tmp_path / "grade.log"
+    command = _grade(course, jobs, log)
     running: set[int] = set()
     try:
+        # Stopped once a student is graded and while another one's notebook is being graded.
         deadline = time.monotonic() + 300
-        while not list(runtime.glob("torchsteps-kernel-*/run/kernel-*.json")):  # a notebook is being graded
-            assert command.poll() is None, command.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "no kernel started within 300 s"
-            time.sleep(0.1)
+        while not (": graded" in log.read_text() and list(runtime.glob("torchsteps-kernel-*/run/kernel-*.json"))):
+            assert command.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no student graded within 300 s"
+            time.sleep(0.05)
         running = _descendants(command.pid)
         assert running, "the grade command has no worker processes"
-        command.send_signal(signal.SIGTERM)
-        command.wait(timeout=60)
+        if stop == "kill":
+            command.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(command.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        command.wait(timeout=30)  # at once, not after the queued submissions
+        output = log.read_text()
+        assert command.returncode == (143 if stop == "kill" else 130), output[-3000:]
+        if stop == "ctrl-c":
+            assert "Stopped (Ctrl-C)" in output and "Traceback" not in output, output[-3000:]
         deadline = time.monotonic() + 60
         while (any(_alive(p) for p in running) or list(runtime.glob("torchsteps-kernel-*"))) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -95,11 +111,17 @@ def test_killed_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grades
             except ProcessLookupError:
                 pass
 
+    graded_before = set(re.findall(r"^\[\d+/\d+\] (\w+): graded", output, re.MULTILINE))
+    assert graded_before and graded_before != set(STUDENTS), output[-3000:]
     if jobs == 1:
         return  # the re-run below is the same for both
     rerun = _grade(course)
     output, _ = rerun.communicate(timeout=30 * 60)
     assert rerun.returncode == 0, output[-4000:]
+    # What the stopped run graded is kept (its digest was saved at once); the rest is graded now.
+    kept = set(re.findall(r"^\[\d+/\d+\] (\w+): unchanged since it was graded", output, re.MULTILINE))
+    assert kept == graded_before, output[-4000:]
+    assert set(re.findall(r"^\[\d+/\d+\] (\w+): graded", output, re.MULTILINE)) == set(STUDENTS) - kept, output[-4000:]
     notebooks = sorted(p.stem for p in (course / "release" / ASSIGNMENT).glob("*.ipynb"))
     for student in STUDENTS:
         for notebook in notebooks:

@@ -17,16 +17,33 @@ import time
 from pathlib import Path
 
 
-def _end_on_sigterm(signum, frame) -> None:
-    """SIGTERM (``kill``, a batch system's time limit): end this process's sandboxes and remove their folders
-    (they hold a student's files; exit handlers do not run on a signal), then exit as the signal would. The
-    grading workers get SIGTERM as this process ends and do the same (torchsteps.grading.parallel)."""
+def _exit_now(code: int) -> None:
+    """End this process's sandboxes and remove their folders (they hold a student's files), then exit at
+    once. The grading workers get SIGTERM as this process ends and do the same (torchsteps.grading.parallel).
+    Not a normal exit: that would wait for the workers to finish the submissions queued to them."""
     from .sandbox import close_all
 
     try:
+        sys.stdout.flush()
+    except RuntimeError:  # the signal came while this very stream was writing (reentrant call)
+        pass
+    try:
         close_all()
     finally:
-        os._exit(128 + signum)
+        os._exit(code)
+
+
+def _end_on_sigterm(signum, frame) -> None:
+    """SIGTERM (``kill``, a batch system's time limit); exit handlers do not run on a signal."""
+    _exit_now(128 + signum)
+
+
+def _end_on_ctrl_c(signum, frame) -> None:
+    """Ctrl-C: stop now. Not a KeyboardInterrupt: nbclient turns one into a "Canceled" error of the notebook
+    being graded and grading goes on with the next student."""
+    os.write(sys.stdout.fileno(), b"\nStopped (Ctrl-C). The submissions graded so far are kept; "
+                                    b"the next `grade` grades the rest.\n")
+    _exit_now(128 + signum)
 
 
 def _grade(args) -> int:
@@ -73,6 +90,8 @@ def _grade(args) -> int:
             return 2
         console.print(f"[bold yellow]WARNING: grading WITHOUT a sandbox[/bold yellow] ({why})")
     signal.signal(signal.SIGTERM, _end_on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+        signal.signal(signal.SIGINT, _end_on_ctrl_c)
     start = time.perf_counter()
 
     def progress(done, total, result):

@@ -240,6 +240,7 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         results[result.student_id] = result
         if not result.unchanged:
             store.record(result, digests[result.student_id], feedback)
+            store.save()  # at once: a run that is stopped keeps what it graded
         if on_progress:
             on_progress(len(results), len(selected), result)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -99,5 +100,8 @@ class DigestStore:
         }
 
     def save(self) -> None:
+        """Write the digests; atomically (a run stopped in the middle leaves the old file or the new one)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(partial, self.path)

@@ -81,6 +81,9 @@ def _end_worker(signum, frame) -> None:
 
 def _start_worker(root: str, config, parent_pid: int) -> None:
     global _worker_api
+    # Ctrl-C reaches the whole process group: the command stops, and its workers get SIGTERM as it ends
+    # (a KeyboardInterrupt here would be caught by the pool's loop, which then takes the next submission).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stop_with_parent(parent_pid)
     _worker_api = open_api(root, config)
 
