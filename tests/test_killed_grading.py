@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ASSIGNMENT, COURSE_ID, copy_course
+from processes import alive, kill_all
 
 STUDENTS = ("ada", "ben", "cleo")
 
@@ -36,13 +37,6 @@ def _descendants(pid: int) -> set[int]:
             found.add(child)
             todo.append(child)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def _grade(course: Path, jobs: int = 2, log: Path | None = None) -> subprocess.Popen:
@@ -98,18 +92,14 @@ def test_stopped_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grade
         if stop == "ctrl-c":
             assert "Stopped (Ctrl-C)" in output and "Traceback" not in output, output[-3000:]
         deadline = time.monotonic() + 60
-        while (any(_alive(p) for p in running) or list(runtime.glob("torchsteps-kernel-*"))) and time.monotonic() < deadline:
+        while (any(alive(p) for p in running) or list(runtime.glob("torchsteps-kernel-*"))) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not [p for p in running if _alive(p)], "processes of the killed grade command are still running"
+        assert not [p for p in running if alive(p)], "processes of the killed grade command are still running"
         assert not list(runtime.glob("torchsteps-kernel-*")), "sandbox folders (with a student's files) were left behind"
     finally:
         command.kill()
         command.wait()
-        for pid in running:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(running)
 
     graded_before = set(re.findall(r"^\[\d+/\d+\] (\w+): graded", output, re.MULTILINE))
     assert graded_before and graded_before != set(STUDENTS), output[-3000:]

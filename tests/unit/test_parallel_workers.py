@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import alive, kill_all
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
 # A grading command in miniature: the real pool, with a grade_one that records its worker's pid and then
@@ -42,14 +44,6 @@ if __name__ == "__main__":  # "spawn" workers import this file again
 '''
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")  # an unreaped zombie has ended
-
-
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_workers_end_when_the_grading_command_is_killed(tmp_path, how):
     # Regression: `kill <grade>` (a batch system's time limit) left the workers running, reparented to
@@ -73,14 +67,10 @@ def test_workers_end_when_the_grading_command_is_killed(tmp_path, how):
         command.send_signal(how)
         command.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in workers if _alive(pid)], "workers outlived the grading command"
+        assert not [pid for pid in workers if alive(pid)], "workers outlived the grading command"
         assert len(list(pids.iterdir())) == 2, "a worker went on to the next queued submission"
     finally:
         command.kill()
-        for pid in workers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(workers)
