@@ -53,7 +53,7 @@ def _stop_with_parent(parent_pid: int) -> None:
 
     Without it, a ``grade`` killed by SIGTERM or SIGKILL (``kill``, a batch system's time limit) leaves its
     workers running: they are reparented to init and go on grading the submissions already queued to them.
-    Ctrl-C does not need this (it reaches the whole process group). The workers' kernels and grader
+    Ctrl-C relies on it too: workers ignore SIGINT and end with the command. The workers' kernels and grader
     processes follow the worker (``bwrap --die-with-parent``); :func:`_end_worker` also removes their
     folders, which hold the student's files. The signal comes when the *thread* that started the worker
     ends (prctl(2)): ``grade_in_parallel`` starts them from the thread that iterates it.

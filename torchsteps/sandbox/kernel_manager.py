@@ -209,6 +209,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                     "elsewhere, such as the default /var/tmp/torchsteps"
                 )
         return proposal["value"]
+
     warm_start = Bool(
         True, help="fork each kernel from a sandboxed parent that has already imported `preload` "
         "(torchsteps.sandbox.warm) instead of starting a new interpreter per notebook",
