@@ -16,27 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ASSIGNMENT, COURSE_ID, copy_course
-from processes import alive, kill_all
+from conftest import ASSIGNMENT, GradedCourse, copy_course
+from processes import alive, descendants, kill_all
 
 STUDENTS = ("ada", "ben", "cleo")
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def _grade(course: Path, jobs: int = 2, log: Path | None = None) -> subprocess.Popen:
@@ -80,7 +63,7 @@ def test_stopped_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grade
             assert command.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no student graded within 300 s"
             time.sleep(0.05)
-        running = _descendants(command.pid)
+        running = descendants(command.pid)
         assert running, "the grade command has no worker processes"
         if stop == "kill":
             command.send_signal(signal.SIGTERM)
@@ -113,14 +96,8 @@ def test_stopped_grade_leaves_no_process_and_no_sandbox_folder_and_a_rerun_grade
     assert kept == graded_before, output[-4000:]
     assert set(re.findall(r"^\[\d+/\d+\] (\w+): graded", output, re.MULTILINE)) == set(STUDENTS) - kept, output[-4000:]
     notebooks = sorted(p.stem for p in (course / "release" / ASSIGNMENT).glob("*.ipynb"))
+    regraded = GradedCourse(course, output, {})
     for student in STUDENTS:
         for notebook in notebooks:
-            assert graded["demo"].scores(student, notebook) == _scores(course, student, notebook), (student, notebook)
+            assert graded["demo"].scores(student, notebook) == regraded.scores(student, notebook), (student, notebook)
 
-
-def _scores(course: Path, student: str, notebook: str) -> dict[str, tuple[float, float]]:
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
-        nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
-        return {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
