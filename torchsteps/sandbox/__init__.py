@@ -17,9 +17,13 @@ def close_all() -> None:
     Run at exit; call it yourself where exit handlers do not run (a process ended by a signal). The folders
     hold the working copy of the notebook being graded, that is, the student's files.
     """
-    from . import grader_process, warm
+    from . import folders, grader_process, warm
 
     try:
         warm.close_all()
     finally:
-        grader_process.close_all()
+        try:
+            grader_process.close_all()
+        finally:
+            # Also the folders of a sandbox that was still starting when the signal came (not listed above yet).
+            folders.remove_all_private_dirs()

@@ -3,16 +3,29 @@
 Each sandbox (one cold kernel, or one warm parent and the kernels forked from it) gets a private folder
 under ``runtime_dir`` holding ``work/`` (bound as the kernel's working folder, :data:`SANDBOX_WORKDIR`) and
 ``run/`` (connection file and ZeroMQ sockets, bound at the same path inside and out).
+
+The folders hold a student's files (the working copy of the notebook being graded), so none may outlive
+its grading process. The process keeps a list of the folders it made (:func:`remove_all_private_dirs`
+removes them, also from a signal handler, and even while a sandbox was still starting) and holds an
+``flock`` on each for as long as it lives. A process killed with SIGKILL cannot clean up: the next
+:func:`make_private_dir` in the same ``runtime_dir`` removes every folder whose lock is free, that is,
+whose owner is dead (:func:`sweep_orphans`).
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
-import tempfile
+import secrets
+import shutil
+import time
 from pathlib import Path
 
-__all__ = ["SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "make_private_dir", "chown_tree"]
+__all__ = [
+    "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "make_private_dir",
+    "remove_private_dir", "remove_all_private_dirs", "sweep_orphans", "chown_tree",
+]
 
 SANDBOX_WORKDIR = "/home/student/work"
 # Per-kernel isolation (issue 11): the kernel's tmpfs (its HOME, holding work/, tmp/, shm/, caches) and the
@@ -21,17 +34,96 @@ SANDBOX_SCRATCH = "/home/student"
 SANDBOX_GIVEN = "/opt/torchsteps/given"
 
 
+PRIVATE_DIR_PREFIX = "torchsteps-kernel-"
+# A folder is made, then locked a few microseconds later; a sweep in another process must not take that
+# moment for a dead owner. Only folders unchanged for this long are swept.
+ORPHAN_AGE_S = 60.0
+
+# The folders this process made and has not removed yet, each with the descriptor that holds its lock.
+_owned: dict[Path, int | None] = {}
+
+
 def make_private_dir(runtime_dir: str | Path) -> Path:
-    """A new private folder ``<runtime_dir>/torchsteps-kernel-*/`` with empty ``run/`` and ``work/``."""
+    """A new private folder ``<runtime_dir>/torchsteps-kernel-*/`` with empty ``run/`` and ``work/``.
+
+    Owned by this process until :func:`remove_private_dir` (or :func:`remove_all_private_dirs`, at exit or
+    on a signal). Folders of dead grading processes in ``runtime_dir`` are removed first (:func:`sweep_orphans`).
+    """
     # Not under /tmp: inside the sandbox /tmp is the kernel's own (emptied between warm kernels),
     # and the run/ folder must keep the same path on both sides.
     base = Path(runtime_dir)
     base.mkdir(mode=0o711, parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="torchsteps-kernel-", dir=base))
-    os.chmod(root, 0o711)
+    sweep_orphans(base)
+    while True:
+        root = base / f"{PRIVATE_DIR_PREFIX}{secrets.token_hex(6)}"
+        # Listed before it exists: a signal handler that runs from here on (between any two lines) removes it.
+        _owned[root] = None
+        try:
+            os.mkdir(root, 0o711)
+            break
+        except FileExistsError:
+            del _owned[root]
+    os.chmod(root, 0o711)  # whatever the umask
+    handle = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _owned[root] = handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # free: nobody else knows the name yet
+    except OSError:  # a file system without flock: no sweep can lock it either, so it is never swept
+        pass
     for sub in ("run", "work"):
         (root / sub).mkdir()
     return root
+
+
+def remove_private_dir(root: str | Path) -> None:
+    """Remove ``root`` (made by :func:`make_private_dir` in this process) and give up its lock."""
+    root = Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+    handle = _owned.pop(root, None)
+    if handle is not None:
+        os.close(handle)
+
+
+@atexit.register  # registered before the warm parents' handlers, so it runs after them
+def remove_all_private_dirs() -> None:
+    """Remove every folder this process made and still holds (at exit, or on SIGTERM or Ctrl-C)."""
+    for root in list(_owned):
+        remove_private_dir(root)
+
+
+def sweep_orphans(base: str | Path, min_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Remove the private folders in ``base`` whose owner is dead (nobody holds their lock); the removed ones.
+
+    A folder younger than ``min_age_s`` seconds (by its mtime) is kept: its owner may not have locked it
+    yet. Folders of other users that this process may not open are left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        path = Path(entry.path)
+        if not entry.name.startswith(PRIVATE_DIR_PREFIX) or path in _owned:
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its owner is alive
+            os.close(handle)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(handle)
+        removed.append(path)
+    return removed
 
 
 def chown_tree(path: Path, uid: int) -> None:

@@ -28,9 +28,9 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .folders import SANDBOX_WORKDIR, claim_uid, make_private_dir
+from .folders import SANDBOX_WORKDIR, claim_uid, make_private_dir, remove_private_dir
 
-__all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "GRADER_UID_OFFSET"]
+__all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "close_all", "close_each", "GRADER_UID_OFFSET"]
 
 HERE = Path(__file__).resolve().parent
 INSIDE = "/opt/torchsteps"
@@ -134,6 +134,7 @@ class GraderParent:
             self.close()
             raise GraderError("the grader process did not start within 120 s") from None
         if ready.get("op") != "ready":
+            self.close()
             raise GraderError(f"the grader process did not start: {ready}")
 
     def send(self, **message) -> None:
@@ -180,7 +181,7 @@ class GraderParent:
                 pass
             self.process.wait()
         self.fd_channel.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_private_dir(self.root)
 
 
 class GraderChild:
@@ -241,6 +242,18 @@ def get_grader_parent(manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024
 @atexit.register
 def close_all() -> None:
     """End this process's warm grader parents and remove their private folders (also run at exit)."""
-    for parent in _parents.values():
-        parent.close()
+    parents = list(_parents.values())
     _parents.clear()
+    close_each(parents)
+
+
+def close_each(handles) -> None:
+    """``close()`` each of ``handles``; one that fails does not keep the others open (the first error is raised)."""
+    error = None
+    for handle in handles:
+        try:
+            handle.close()
+        except Exception as e:  # noqa: BLE001 - re-raised below, once the others are closed
+            error = error or e
+    if error is not None:
+        raise error

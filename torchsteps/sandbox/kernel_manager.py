@@ -43,7 +43,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, DottedObjectName, Integer, List, TraitError, Type, Unicode, validate
 
 from .memory_cgroup import memory_cgroup_or_none
-from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, claim_uid, make_private_dir
+from .folders import SANDBOX_GIVEN, SANDBOX_SCRATCH, SANDBOX_WORKDIR, chown_tree, claim_uid, make_private_dir, remove_private_dir
 from .warm import ZYGOTE_PATH_INSIDE, ZYGOTE_SCRIPT, ZygoteError, get_zygote
 
 __all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox"]
@@ -442,7 +442,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._zygote.reset()
             self._zygote = None
         if self._sandbox_dir and not restart:
-            shutil.rmtree(self._sandbox_dir, ignore_errors=True)
+            remove_private_dir(self._sandbox_dir)
             self._sandbox_dir = None
         if self._cgroup is not None and not restart:
             self._cgroup.remove()

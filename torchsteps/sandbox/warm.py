@@ -27,8 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-from .folders import chown_tree, make_private_dir
-from .grader_process import harness_bootstrap
+from .folders import chown_tree, make_private_dir, remove_private_dir
+from .grader_process import close_each, harness_bootstrap
 from .memory_cgroup import memory_cgroup_or_none
 
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
@@ -66,6 +66,7 @@ class Zygote:
         )
         ready = self._read(timeout=120)
         if not ready.get("ready"):
+            self.close()
             raise ZygoteError(f"the warm kernel parent did not start: {ready}")
         self.harness_preloaded = bool(ready.get("harness"))  # else the grader loads it into each kernel
         # Joined after the imports, so that only what kernels add (their memory and the tmpfs pages they
@@ -142,7 +143,7 @@ class Zygote:
         if self.alive():
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_private_dir(self.root)
         if getattr(self, "cgroup", None) is not None:
             self.cgroup.remove()
             self.cgroup = None
@@ -209,6 +210,7 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
 @atexit.register
 def close_all() -> None:
     """End this process's warm parents of the kernels and remove their private folders (also run at exit)."""
-    for zygote in _zygotes.values():
-        zygote.close()
+    zygotes = list(_zygotes.values())
     _zygotes.clear()
+    close_each(zygotes)
+

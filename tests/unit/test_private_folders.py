@@ -1,0 +1,127 @@
+"""The sandboxes' private folders (they hold a student's files) never outlive their grading process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from torchsteps.sandbox import folders
+from torchsteps.sandbox.folders import PRIVATE_DIR_PREFIX, make_private_dir, remove_all_private_dirs, remove_private_dir, sweep_orphans
+from torchsteps.sandbox.grader_process import close_each
+
+# A grading process in miniature: it makes a private folder (as a warm parent does first thing when it
+# starts), says where, and waits; on SIGTERM it does what the workers and `grade` do.
+_OWNER = """
+import os, signal, sys, time
+from torchsteps.sandbox import close_all
+from torchsteps.sandbox.folders import make_private_dir
+signal.signal(signal.SIGTERM, lambda signum, frame: (close_all(), os._exit(128 + signum)))
+print(make_private_dir(sys.argv[1]), flush=True)
+time.sleep(120)
+"""
+
+
+def _owner(base: Path) -> tuple[subprocess.Popen, Path]:
+    process = subprocess.Popen([sys.executable, "-c", _OWNER, str(base)], stdout=subprocess.PIPE, text=True)
+    root = Path(process.stdout.readline().strip())
+    assert root.is_dir() and root.parent == base, root
+    return process, root
+
+
+def _age(path: Path, seconds: float = 2 * folders.ORPHAN_AGE_S) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+def test_sigterm_while_a_sandbox_is_starting_removes_its_folder(tmp_path):
+    # Regression (seen in CI, 3 of 8 tries by hand): `grade -j 2` killed while a worker was starting its
+    # grader process left that sandbox's folder. The folder existed, but the parent object that would
+    # remove it was not listed yet, so the SIGTERM handler did not know it.
+    process, root = _owner(tmp_path)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    assert not root.exists(), "the folder of a sandbox that was starting was left behind"
+
+
+def test_the_folders_of_a_killed_process_go_with_the_next_private_folder(tmp_path):
+    # SIGKILL (kill -9, the OOM killer): nothing runs in the process, so its folders stay until the next
+    # grading process in the same runtime_dir finds their lock free.
+    process, orphan = _owner(tmp_path)
+    process.kill()
+    process.wait(timeout=30)
+    assert orphan.is_dir()
+    _age(orphan)
+    fresh = make_private_dir(tmp_path)
+    try:
+        assert not orphan.exists(), "the folder of a dead grading process was not swept"
+        assert (fresh / "run").is_dir() and (fresh / "work").is_dir()
+    finally:
+        remove_private_dir(fresh)
+    assert not fresh.exists()
+
+
+def test_the_sweep_keeps_live_owners_young_folders_links_and_other_names(tmp_path):
+    process, live = _owner(tmp_path)
+    try:
+        _age(live)
+        young = tmp_path / f"{PRIVATE_DIR_PREFIX}young"
+        young.mkdir()  # unlocked, but its owner may be about to lock it
+        old = tmp_path / f"{PRIVATE_DIR_PREFIX}old"
+        (old / "run").mkdir(parents=True)
+        _age(old)
+        target = tmp_path / "elsewhere"
+        target.mkdir()
+        link = tmp_path / f"{PRIVATE_DIR_PREFIX}link"
+        link.symlink_to(target)
+        _age(link)
+        other = tmp_path / "uid-1000.lock"
+        other.write_text("")
+        _age(other)
+
+        assert sweep_orphans(tmp_path) == [old]
+        assert live.is_dir() and young.is_dir() and target.is_dir() and link.is_symlink() and other.exists()
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_this_process_never_sweeps_its_own_folders(tmp_path):
+    root = make_private_dir(tmp_path)
+    try:
+        _age(root)
+        assert sweep_orphans(tmp_path) == []
+        assert root.is_dir()
+    finally:
+        remove_private_dir(root)
+
+
+def test_remove_all_private_dirs_removes_each_folder_and_gives_up_its_lock(tmp_path):
+    roots = [make_private_dir(tmp_path) for _ in range(3)]
+    assert len(set(roots)) == 3 and all(r in folders._owned for r in roots)
+    (roots[0] / "work" / "submission.ipynb").write_text("{}")
+    remove_all_private_dirs()
+    assert not any(r.exists() for r in roots)
+    assert not any(r in folders._owned for r in roots)
+
+
+def test_close_each_closes_the_others_when_one_fails():
+    closed = []
+
+    class Handle:
+        def __init__(self, name, fails=False):
+            self.name, self.fails = name, fails
+
+        def close(self):
+            closed.append(self.name)
+            if self.fails:
+                raise OSError(f"{self.name} failed")
+
+    with pytest.raises(OSError, match="a failed"):
+        close_each([Handle("a", fails=True), Handle("b"), Handle("c", fails=True)])
+    assert closed == ["a", "b", "c"]
