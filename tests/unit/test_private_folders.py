@@ -125,3 +125,66 @@ def test_close_each_closes_the_others_when_one_fails():
     with pytest.raises(OSError, match="a failed"):
         close_each([Handle("a", fails=True), Handle("b"), Handle("c", fails=True)])
     assert closed == ["a", "b", "c"]
+
+
+def _nest(folder: Path, depth: int) -> Path:
+    """``folder/d/d/.../d`` (``depth`` levels), made one level at a time (``os.makedirs`` recurses too)."""
+    path = str(folder)
+    for _ in range(depth):
+        path += "/d"
+        os.mkdir(path)
+    Path(path, "cell-output.txt").write_text("x")
+    return Path(path)
+
+
+def test_folders_nested_deeper_than_the_recursion_limit_are_removed(tmp_path):
+    # Regression: a kernel that is not isolated (grading without root) writes into the host folder; a tree
+    # deeper than the recursion limit made shutil.rmtree raise RecursionError, which escaped
+    # remove_private_dir and stopped every cleanup after it.
+    roots = [make_private_dir(tmp_path) for _ in range(2)]
+    _nest(roots[0] / "work", sys.getrecursionlimit() + 100)
+    remove_all_private_dirs()
+    assert not any(r.exists() for r in roots), "a deep tree (or the folder after it) was left behind"
+    assert not any(r in folders._owned for r in roots)
+
+
+def test_a_deep_orphan_neither_survives_the_sweep_nor_stops_the_next_sandbox(tmp_path):
+    process, orphan = _owner(tmp_path)
+    process.kill()
+    process.wait(timeout=30)
+    _nest(orphan / "work", sys.getrecursionlimit() + 100)
+    _age(orphan)
+    fresh = make_private_dir(tmp_path)
+    try:
+        assert not orphan.exists()
+    finally:
+        remove_private_dir(fresh)
+
+
+_LOCKED_TREE = """
+import os, sys
+from torchsteps.sandbox.folders import make_private_dir, remove_private_dir
+root = make_private_dir(sys.argv[1])
+locked = root / "work" / "locked" / "inner"
+locked.mkdir(parents=True)
+(locked / "answer.pt").write_text("x")
+os.chmod(locked, 0o500)
+os.chmod(locked.parent, 0o500)
+remove_private_dir(root)
+sys.exit(1 if os.path.lexists(root) else 0)
+"""
+
+
+def test_folders_a_kernel_made_read_only_are_removed(tmp_path_factory):
+    # A kernel that is not isolated runs as the grading user, who is not root: `chmod 500` on a folder
+    # keeps its entries from being removed (root would not care).
+    base = Path(tmp_path_factory.mktemp("ordinary", numbered=True))
+    command = [sys.executable, "-c", _LOCKED_TREE, str(base / "runtime")]
+    if os.geteuid() == 0:  # as an ordinary user, as an instructor grades
+        nobody = 65534
+        for folder in (base, *base.parents):
+            os.chmod(folder, os.stat(folder).st_mode | 0o001)  # traversable, not listable
+        os.chown(base, nobody, nobody)
+        command = ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(folders.__file__).parents[2])})
+    assert result.returncode == 0, result.stderr or "a folder made read-only was left behind"

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .folders import chown_tree, make_private_dir, remove_private_dir
+from .folders import chown_tree, make_private_dir, remove_private_dir, remove_tree
 from .grader_process import close_each, harness_bootstrap
 from .memory_cgroup import memory_cgroup_or_none
 
@@ -128,7 +128,7 @@ class Zygote:
         for folder in (self.work_dir, self.run_dir):
             for entry in folder.iterdir():
                 if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
+                    remove_tree(entry)
                 else:
                     entry.unlink(missing_ok=True)
 
