@@ -17,33 +17,47 @@ import time
 from pathlib import Path
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int, message: bytes = b"") -> None:
     """End this process's sandboxes and remove their folders (they hold a student's files), then exit at
     once. The grading workers get SIGTERM as this process ends and do the same (torchsteps.grading.parallel).
-    Not a normal exit: that would wait for the workers to finish the submissions queued to them."""
-    from .sandbox import close_all
+    Not a normal exit: that would wait for the workers to finish the submissions queued to them. Whatever
+    fails on the way (a closed pipe or terminal), the process exits."""
+    try:
+        for say in (sys.stdout.flush, lambda: message and os.write(sys.stdout.fileno(), message)):
+            try:
+                say()
+            # A closed pipe (`| head`, a killed `tee`) or terminal (SIGHUP), or the stream was already
+            # writing when the signal came (RuntimeError: reentrant call): nothing more to say.
+            except Exception:  # noqa: BLE001
+                pass
+        from .sandbox import close_all
 
-    try:
-        sys.stdout.flush()
-    except RuntimeError:  # the signal came while this very stream was writing (reentrant call)
-        pass
-    try:
-        close_all()
+        close_all(now=True)
     finally:
         os._exit(code)
 
 
-def _end_on_sigterm(signum, frame) -> None:
-    """SIGTERM (``kill``, a batch system's time limit); exit handlers do not run on a signal."""
+def _end_on_signal(signum, frame) -> None:
+    """SIGTERM (``kill``, a batch system's time limit) or SIGHUP (the terminal closed); exit handlers do not
+    run on a signal."""
     _exit_now(128 + signum)
 
 
 def _end_on_ctrl_c(signum, frame) -> None:
     """Ctrl-C: stop now. Not a KeyboardInterrupt: nbclient turns one into a "Canceled" error of the notebook
     being graded and grading goes on with the next student."""
-    os.write(sys.stdout.fileno(), b"\nStopped (Ctrl-C). The submissions graded so far are kept; "
-                                    b"the next `grade` grades the rest.\n")
-    _exit_now(128 + signum)
+    _exit_now(128 + signum, b"\nStopped (Ctrl-C). The submissions graded so far are kept; "
+                            b"the next `grade` grades the rest.\n")
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP end grading at once, sandboxes and their folders included. A signal the
+    command was started to ignore stays ignored (``nohup``, Ctrl-C in a background job)."""
+    signal.signal(signal.SIGTERM, _end_on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _end_on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _end_on_ctrl_c)
 
 
 def _grade(args) -> int:
@@ -89,9 +103,7 @@ def _grade(args) -> int:
             )
             return 2
         console.print(f"[bold yellow]WARNING: grading WITHOUT a sandbox[/bold yellow] ({why})")
-    signal.signal(signal.SIGTERM, _end_on_sigterm)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
-        signal.signal(signal.SIGINT, _end_on_ctrl_c)
+    _stop_on_signals()
     start = time.perf_counter()
 
     def progress(done, total, result):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 
 from torchsteps.sandbox import folders
 from torchsteps.sandbox.folders import PRIVATE_DIR_PREFIX, make_private_dir, remove_all_private_dirs, remove_private_dir, sweep_orphans
-from torchsteps.sandbox.grader_process import close_each
+from torchsteps.sandbox.grader_process import GraderError, GraderParent, close_each
+from torchsteps.sandbox.warm import Zygote, ZygoteError
 
 # A grading process in miniature: it makes a private folder (as a warm parent does first thing when it
 # starts), says where, and waits; on SIGTERM it does what the workers and `grade` do.
@@ -117,7 +120,7 @@ def test_close_each_closes_the_others_when_one_fails():
         def __init__(self, name, fails=False):
             self.name, self.fails = name, fails
 
-        def close(self):
+        def close(self, now=False):
             closed.append(self.name)
             if self.fails:
                 raise OSError(f"{self.name} failed")
@@ -188,3 +191,24 @@ def test_folders_a_kernel_made_read_only_are_removed(tmp_path_factory):
         command = ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(folders.__file__).parents[2])})
     assert result.returncode == 0, result.stderr or "a folder made read-only was left behind"
+
+
+def _manager(base: Path, answer: str):
+    """The settings a warm parent reads from its kernel manager; its sandbox command prints ``answer``."""
+    return types.SimpleNamespace(
+        runtime_dir=str(base), preload=[], warmup="", cpu_seconds=60, uid=60000, kernel_uid=60000,
+        isolation_settings=lambda: {}, cgroup_memory_mb=0,
+        sandbox_command=lambda argv, root, **options: ["sh", "-c", f"printf '%s' {shlex.quote(answer)}"],
+    )
+
+
+@pytest.mark.parametrize("answer", ["", "not json\n", '{"op": "crashed"}\n'], ids=["exits", "unreadable", "not-ready"])
+@pytest.mark.parametrize("start", [lambda m: Zygote(m, []), lambda m: GraderParent(m, sandboxed=True)], ids=["kernels", "graders"])
+def test_a_warm_parent_that_fails_to_start_leaves_no_folder(tmp_path, start, answer):
+    # Regression: a warm parent that exited or answered garbage while starting raised without removing its
+    # folder, which stayed until the grading process ended.
+    before = set(folders._owned)
+    with pytest.raises((ZygoteError, GraderError)):
+        start(_manager(tmp_path, answer))
+    assert set(folders._owned) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(PRIVATE_DIR_PREFIX)]

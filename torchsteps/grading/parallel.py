@@ -74,16 +74,18 @@ def _end_worker(signum, frame) -> None:
     on a signal, and raising SystemExit here would be caught by the pool's loop, which then takes the
     next queued submission)."""
     try:
-        close_sandboxes()
+        close_sandboxes(now=True)
     finally:
         os._exit(128 + signum)
 
 
 def _start_worker(root: str, config, parent_pid: int) -> None:
     global _worker_api
-    # Ctrl-C reaches the whole process group: the command stops, and its workers get SIGTERM as it ends
-    # (a KeyboardInterrupt here would be caught by the pool's loop, which then takes the next submission).
+    # Ctrl-C and a closed terminal's SIGHUP reach the whole process group: the command stops, and its
+    # workers get SIGTERM as it ends (a KeyboardInterrupt here would be caught by the pool's loop, which
+    # then takes the next submission; SIGHUP would kill the worker without removing its folders).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _stop_with_parent(parent_pid)
     _worker_api = open_api(root, config)
 

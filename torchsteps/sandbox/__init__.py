@@ -11,19 +11,21 @@ from .kernel_manager import SandboxedKernelManager, SandboxUnavailable, check_sa
 __all__ = ["SandboxedKernelManager", "SandboxUnavailable", "check_sandbox", "close_all"]
 
 
-def close_all() -> None:
+def close_all(now: bool = False) -> None:
     """End every warm parent this process started (kernels' and graders') and remove their private folders.
 
-    Run at exit; call it yourself where exit handlers do not run (a process ended by a signal). The folders
-    hold the working copy of the notebook being graded, that is, the student's files.
+    Run at exit; call it yourself where exit handlers do not run (a process ended by a signal), with
+    ``now=True`` from a signal handler: it then waits for nothing the interrupted code may hold (a process
+    it was waiting for, a pipe it was writing to). The folders hold the working copy of the notebook being
+    graded, that is, the student's files.
     """
     from . import folders, grader_process, warm
 
     try:
-        warm.close_all()
+        warm.close_all(now)
     finally:
         try:
-            grader_process.close_all()
+            grader_process.close_all(now)
         finally:
             # Also the folders of a sandbox that was still starting when the signal came (not listed above yet).
             folders.remove_all_private_dirs()

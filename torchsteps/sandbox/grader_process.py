@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .folders import SANDBOX_WORKDIR, claim_uid, make_private_dir, remove_private_dir
 
-__all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "close_all", "close_each", "GRADER_UID_OFFSET"]
+__all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "close_all", "close_each", "end_process", "GRADER_UID_OFFSET"]
 
 HERE = Path(__file__).resolve().parent
 INSIDE = "/opt/torchsteps"
@@ -67,6 +67,25 @@ def _claim_grader_uid(base: int, lock_dir: Path) -> int:
     return uid
 
 
+def end_process(process: subprocess.Popen, now: bool = False) -> None:
+    """SIGKILL the process group of ``process`` (a sandbox started with ``start_new_session``) and reap it.
+
+    ``now``: called from a signal handler. The main thread may be inside ``process.wait()``, holding the
+    lock that a second ``wait()`` without a timeout would wait for forever; ``poll()`` and ``wait(timeout)``
+    only try that lock. A process not reaped within a second is left to ``init`` (the command is exiting).
+    """
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        process.wait(timeout=1 if now else None)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 class _Lines:
     """Reads JSON lines from a pipe with a deadline (several lines may arrive at once)."""
 
@@ -95,6 +114,13 @@ class GraderParent:
 
     def __init__(self, manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024 * 1024):
         self.root = make_private_dir(manager.runtime_dir)
+        try:
+            self._start(manager, sandboxed, max_reply_bytes)
+        except BaseException:
+            self.close()  # whatever went wrong (a timeout, an unreadable line, Ctrl-C): nothing is left behind
+            raise
+
+    def _start(self, manager, sandboxed: bool, max_reply_bytes: int) -> None:
         self.work = self.root / "work"
         os.chmod(self.work, 0o755)
         # The channel the host passes connections to the student kernel over (see GraderChild.hand_over);
@@ -131,10 +157,8 @@ class GraderParent:
         try:
             ready = self.lines.read(120)
         except TimeoutError:
-            self.close()
             raise GraderError("the grader process did not start within 120 s") from None
         if ready.get("op") != "ready":
-            self.close()
             raise GraderError(f"the grader process did not start: {ready}")
 
     def send(self, **message) -> None:
@@ -173,15 +197,17 @@ class GraderParent:
             raise GraderError(f"the grader process could not start a grader: {ready}")
         return GraderChild(self)
 
-    def close(self) -> None:
-        if self.alive():
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.process.wait()
-        self.fd_channel.close()
-        remove_private_dir(self.root)
+    def close(self, now: bool = False) -> None:
+        """Kill the grader sandbox and remove its folder; ``now``: from a signal handler (see :func:`end_process`)."""
+        try:
+            process = getattr(self, "process", None)  # None: it failed to start
+            if process is not None:
+                end_process(process, now)
+        finally:
+            channel = getattr(self, "fd_channel", None)
+            if channel is not None:
+                channel.close()
+            remove_private_dir(self.root)
 
 
 class GraderChild:
@@ -240,19 +266,20 @@ def get_grader_parent(manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024
 
 
 @atexit.register
-def close_all() -> None:
-    """End this process's warm grader parents and remove their private folders (also run at exit)."""
+def close_all(now: bool = False) -> None:
+    """End this process's warm grader parents and remove their private folders (also run at exit);
+    ``now``: from a signal handler, waiting for nothing (:func:`end_process`)."""
     parents = list(_parents.values())
     _parents.clear()
-    close_each(parents)
+    close_each(parents, now)
 
 
-def close_each(handles) -> None:
-    """``close()`` each of ``handles``; one that fails does not keep the others open (the first error is raised)."""
+def close_each(handles, now: bool = False) -> None:
+    """``close(now)`` each of ``handles``; one that fails does not keep the others open (the first error is raised)."""
     error = None
     for handle in handles:
         try:
-            handle.close()
+            handle.close(now)
         except Exception as e:  # noqa: BLE001 - re-raised below, once the others are closed
             error = error or e
     if error is not None:

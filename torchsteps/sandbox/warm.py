@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from .folders import chown_tree, make_private_dir, remove_private_dir, remove_tree
-from .grader_process import close_each, harness_bootstrap
+from .grader_process import close_each, end_process, harness_bootstrap
 from .memory_cgroup import memory_cgroup_or_none
 
 __all__ = ["Zygote", "ForkedKernel", "get_zygote", "ZygoteError"]
@@ -46,6 +46,13 @@ class Zygote:
 
     def __init__(self, manager, preload: list[str], warmup: str = ""):
         self.root = make_private_dir(manager.runtime_dir)
+        try:
+            self._start(manager, preload, warmup)
+        except BaseException:
+            self.close()  # whatever went wrong (a timeout, an unreadable line, Ctrl-C): nothing is left behind
+            raise
+
+    def _start(self, manager, preload: list[str], warmup: str) -> None:
         self.run_dir = self.root / "run"
         self.work_dir = self.root / "work"
         chown_tree(self.root / "run", manager.kernel_uid)
@@ -66,7 +73,6 @@ class Zygote:
         )
         ready = self._read(timeout=120)
         if not ready.get("ready"):
-            self.close()
             raise ZygoteError(f"the warm kernel parent did not start: {ready}")
         self.harness_preloaded = bool(ready.get("harness"))  # else the grader loads it into each kernel
         # Joined after the imports, so that only what kernels add (their memory and the tmpfs pages they
@@ -84,7 +90,10 @@ class Zygote:
         line = self.process.stdout.readline()
         if not line:
             raise ZygoteError("the warm kernel parent exited")
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise ZygoteError(f"the warm kernel parent sent an unreadable line: {line[:200]!r}") from None
 
     def request(self, **message) -> dict:
         with self._lock:
@@ -132,21 +141,25 @@ class Zygote:
                 else:
                     entry.unlink(missing_ok=True)
 
-    def close(self) -> None:
-        if self.alive():
-            try:
-                self.process.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
-                self.process.stdin.close()
-                self.process.wait(timeout=5)
-            except (BrokenPipeError, OSError, subprocess.TimeoutExpired, ValueError):
-                pass
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        remove_private_dir(self.root)
-        if getattr(self, "cgroup", None) is not None:
-            self.cgroup.remove()
-            self.cgroup = None
+    def close(self, now: bool = False) -> None:
+        """End the parent and its kernels and remove the folder; ``now``: from a signal handler (no goodbye,
+        no waiting: :func:`~torchsteps.sandbox.grader_process.end_process`)."""
+        try:
+            process = getattr(self, "process", None)  # None: it failed to start
+            if process is not None and not now and process.poll() is None:
+                try:
+                    process.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+                    process.stdin.close()
+                    process.wait(timeout=5)
+                except (BrokenPipeError, OSError, subprocess.TimeoutExpired, ValueError):
+                    pass
+            if process is not None:
+                end_process(process, now)
+        finally:
+            remove_private_dir(self.root)
+            if getattr(self, "cgroup", None) is not None:
+                self.cgroup.remove()
+                self.cgroup = None
 
 
 class ForkedKernel:
@@ -208,9 +221,10 @@ def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
 
 
 @atexit.register
-def close_all() -> None:
-    """End this process's warm parents of the kernels and remove their private folders (also run at exit)."""
+def close_all(now: bool = False) -> None:
+    """End this process's warm parents of the kernels and remove their private folders (also run at exit);
+    ``now``: from a signal handler."""
     zygotes = list(_zygotes.values())
     _zygotes.clear()
-    close_each(zygotes)
+    close_each(zygotes, now)
 
