@@ -240,3 +240,15 @@ def test_autograded_notebooks_and_feedback_came_back(graded):
             assert here.is_file(), here
         assert (courses["cluster"] / "autograded" / student / ASSIGNMENT / "checks.py").is_file()
     assert (courses["cluster"] / "report" / "index.html").is_file()
+
+
+def test_the_surviving_worker_keeps_no_students_files(graded, cluster):
+    # Regression: each task removed the submission it was sent and what it wrote back, but not the staged
+    # copy that grading reads (.grading/staging/submitted/<student>/<assignment>), so the worker's disk
+    # kept every student's notebook it had graded.
+    _, students, _, killed, _, _ = graded
+    (survivor,) = set(cluster.workers) - {killed}
+    local = cluster.folder / f"{survivor}-local"
+    kept = [str(path.relative_to(local)) for path in local.rglob("*")
+            if path.is_file() and set(path.relative_to(local).parts) & set(students)]
+    assert not kept, f"{survivor} kept students' files: {kept[:5]}"

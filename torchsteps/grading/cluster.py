@@ -46,6 +46,7 @@ from traitlets.config import Configurable
 from ..constants import SELFCHECK_WHEEL_GLOB
 from ..results.status import Status, SubmissionResult
 from .course import CONFIG_FILE, load_config, open_api
+from .staging import STAGING_DIR
 
 __all__ = ["DaskCluster", "ClusterError", "CourseBundle", "course_bundle", "grade_on_cluster", "grade_task"]
 
@@ -150,9 +151,13 @@ def _worker_api(bundle: CourseBundle, base: Path) -> NbGraderAPI:
 
 
 def _student_folders(api: NbGraderAPI, assignment_id: str, student_id: str) -> dict[str, Path]:
+    """The folders of one student's submission in a course folder: on a worker, each is removed once the
+    submission is graded (the worker keeps no student's files); on the client, ``autograded`` and
+    ``feedback`` receive what the worker sent back."""
     root = Path(api.coursedir.root)
     return {
         "submitted": root / api.coursedir.submitted_directory / student_id / assignment_id,
+        "staged": root / STAGING_DIR / student_id / assignment_id,  # the readable copy grading reads
         "autograded": root / api.coursedir.autograded_directory / student_id / assignment_id,
         "feedback": root / api.coursedir.feedback_directory / student_id / assignment_id,
     }
@@ -253,12 +258,15 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
             "grading on a Dask cluster needs a gradebook every worker can reach, not a SQLite file: "
             "set TORCHSTEPS_DB_URL=postgresql://user:password@host/db (README: Grading on several machines)"
         )
+    from .dask_plugins import SandboxCleanup
+
     settings = DaskCluster(config=api.config)
     try:
         client = Client(scheduler, timeout="30s")
     except OSError as why:
         raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {why}") from None
     try:
+        client.register_plugin(SandboxCleanup())  # also on workers that join later
         link = dashboard_link(client)
         if on_note:
             on_note(f"Dask scheduler {scheduler}: {len(client.nthreads())} workers"
