@@ -73,6 +73,7 @@ def _grade(args) -> int:
     from traitlets import TraitError
 
     from .sandbox import SandboxedKernelManager, SandboxUnavailable, check_sandbox
+    from .sandbox.folders import UnsafeRuntimeDir, prepare_runtime_dir
 
     from .grading.archives import ARCHIVE_DIR
     from .grading.course import RosterError
@@ -86,12 +87,16 @@ def _grade(args) -> int:
         return 2
     if args.unsandboxed:
         api.config.SandboxedKernelManager.allow_unsandboxed = True
+    scheduler = args.scheduler if args.scheduler is not None else DaskCluster(config=api.config).scheduler
     try:
-        SandboxedKernelManager(config=api.config)  # the sandbox settings, checked once rather than per notebook
-    except TraitError as why:
+        # The sandbox settings, checked once rather than per notebook; on a cluster, each worker's folder is
+        # checked where it runs.
+        manager = SandboxedKernelManager(config=api.config)
+        if not scheduler:
+            prepare_runtime_dir(manager.runtime_dir)
+    except (TraitError, UnsafeRuntimeDir) as why:
         console.print(f"Cannot grade: {why}", markup=False, soft_wrap=True)
         return 2
-    scheduler = args.scheduler if args.scheduler is not None else DaskCluster(config=api.config).scheduler
     try:
         if not scheduler:  # on a cluster, each worker's sandbox is checked where it runs
             check_sandbox()

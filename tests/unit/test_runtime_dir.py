@@ -48,3 +48,94 @@ def test_grade_stops_at_once_with_the_reason(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Cannot grade: SandboxedKernelManager.runtime_dir '/tmp/somewhere' is under /tmp" in done.stdout
+
+
+# --- Who may write into it (it lies in /var/tmp by default, where every user may make folders and links) ---
+
+import os  # noqa: E402
+import stat  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from torchsteps.sandbox.folders import UnsafeRuntimeDir, claim_uid, make_private_dir, prepare_runtime_dir, remove_private_dir  # noqa: E402
+
+OTHER_USER = 65534  # nobody
+
+
+def test_a_missing_folder_is_made_for_this_user_alone(tmp_path):
+    base = prepare_runtime_dir(tmp_path / "runtime")
+    info = os.lstat(base)
+    assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    assert not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775])
+def test_a_folder_others_may_write_to_is_refused(tmp_path, mode):
+    base = tmp_path / "runtime"
+    base.mkdir()
+    os.chmod(base, mode)
+    with pytest.raises(UnsafeRuntimeDir, match=r"may be written by (others|its group).*chmod go-w"):
+        make_private_dir(base)
+    assert os.listdir(base) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder or link of another user needs root")
+def test_a_folder_or_link_of_another_user_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o711)
+    os.chown(theirs, OTHER_USER, OTHER_USER)
+    with pytest.raises(UnsafeRuntimeDir, match=f"belongs to user id {OTHER_USER}"):
+        prepare_runtime_dir(theirs)
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o711)
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    os.chown(link, OTHER_USER, OTHER_USER, follow_symlinks=False)
+    with pytest.raises(UnsafeRuntimeDir, match=f"a link made by user id {OTHER_USER}"):
+        prepare_runtime_dir(link)
+
+
+def test_a_link_of_this_user_to_a_folder_of_its_own_is_followed(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o711)
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    root = make_private_dir(link)
+    try:
+        assert root.resolve().parent == mine
+    finally:
+        remove_private_dir(root)
+
+
+def test_a_lock_file_planted_as_a_link_is_neither_followed_nor_truncated(tmp_path):
+    # Regression: the user-id lock files were opened with open(path, "w"), which follows a link and empties
+    # its target (as root: any file of the system).
+    base = tmp_path / "runtime"
+    base.mkdir(mode=0o711)
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    (base / "probe-uid-61000.lock").symlink_to(precious)
+    script = ("import sys; from pathlib import Path; from torchsteps.sandbox.folders import claim_uid; "
+              "print(claim_uid(61000, Path(sys.argv[1]), 'probe-uid'))")
+    done = subprocess.run([sys.executable, "-c", script, str(base)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "61001", "the id behind a link was claimed"
+    assert precious.read_text() == "keep me"
+
+
+def test_grade_stops_at_once_when_the_folder_is_unsafe(tmp_path, request):
+    import shutil
+    import tempfile
+
+    runtime = tempfile.mkdtemp(prefix="torchsteps-test-runtime-", dir="/var/tmp")  # not under /tmp (refused above)
+    request.addfinalizer(lambda: shutil.rmtree(runtime, ignore_errors=True))
+    os.chmod(runtime, 0o777)
+    (tmp_path / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.course_id = 'x'\nc.SandboxedKernelManager.runtime_dir = {str(runtime)!r}\n")
+    (tmp_path / "source" / "a1").mkdir(parents=True)
+    (tmp_path / "source" / "a1" / "n.ipynb").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "torchsteps", "--course", str(tmp_path), "grade"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"Cannot grade: SandboxedKernelManager.runtime_dir {runtime!r} may be written by others" in done.stdout
+    assert os.listdir(runtime) == []

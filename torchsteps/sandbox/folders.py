@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 __all__ = [
-    "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "make_private_dir",
+    "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "UnsafeRuntimeDir",
+    "prepare_runtime_dir", "make_private_dir",
     "remove_private_dir", "remove_all_private_dirs", "sweep_orphans", "remove_tree", "chown_tree",
 ]
 
@@ -48,6 +49,39 @@ ORPHAN_AGE_S = 60.0
 _owned: dict[Path, int | None] = {}
 
 
+class UnsafeRuntimeDir(RuntimeError):
+    """``runtime_dir`` could be changed by another user (the message says how and what to do)."""
+
+
+def prepare_runtime_dir(runtime_dir: str | Path) -> Path:
+    """``runtime_dir``, made (mode 711) if missing, after checking that no other user can write into it.
+
+    The default, ``/var/tmp/torchsteps``, is in a folder every user may write to: another user could have
+    made it first, or made it a link, and then plant links where grading (perhaps as root) writes its lock
+    files and students' files. A link made by root or by this user is followed.
+
+    Raises:
+        UnsafeRuntimeDir: a link made by another user, a folder owned by another user, or one that its
+            group or others may write to.
+    """
+    base = Path(runtime_dir)
+    base.mkdir(mode=0o711, parents=True, exist_ok=True)
+    me = os.geteuid()
+    where = f"SandboxedKernelManager.runtime_dir {str(base)!r}"
+    link = os.lstat(base)
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):
+        raise UnsafeRuntimeDir(f"{where} is a link made by user id {link.st_uid}, not by you (user id {me}) or root; "
+                               "remove it, or choose another folder in nbgrader_config.py")
+    folder = os.stat(base)
+    if folder.st_uid != me:
+        raise UnsafeRuntimeDir(f"{where} belongs to user id {folder.st_uid}, not to you (user id {me}); remove it, "
+                               "or choose a folder of your own in nbgrader_config.py")
+    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeRuntimeDir(f"{where} may be written by {'others' if folder.st_mode & stat.S_IWOTH else 'its group'} "
+                               f"(mode {stat.S_IMODE(folder.st_mode):o}); run `chmod go-w {base}`")
+    return base
+
+
 def make_private_dir(runtime_dir: str | Path) -> Path:
     """A new private folder ``<runtime_dir>/torchsteps-kernel-*/`` with empty ``run/`` and ``work/``.
 
@@ -56,8 +90,7 @@ def make_private_dir(runtime_dir: str | Path) -> Path:
     """
     # Not under /tmp: inside the sandbox /tmp is the kernel's own (emptied between warm kernels),
     # and the run/ folder must keep the same path on both sides.
-    base = Path(runtime_dir)
-    base.mkdir(mode=0o711, parents=True, exist_ok=True)
+    base = prepare_runtime_dir(runtime_dir)
     try:
         sweep_orphans(base)
     except Exception:  # noqa: BLE001 - another process's leftovers never stop this one from grading
@@ -181,7 +214,7 @@ def chown_tree(path: Path, uid: int) -> None:
             os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
 
-_claimed: dict[str, tuple[int, object]] = {}
+_claimed: dict[str, tuple[int, int]] = {}
 
 
 def claim_uid(base: int, lock_dir: Path, kind: str = "uid") -> int | None:
@@ -194,13 +227,17 @@ def claim_uid(base: int, lock_dir: Path, kind: str = "uid") -> int | None:
     held = _claimed.get(kind)
     if held is not None and held[0] >= base:
         return held[0]
-    lock_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    lock_dir = prepare_runtime_dir(lock_dir)
     for uid in range(base, base + 1000):
-        handle = open(lock_dir / f"{kind}-{uid}.lock", "w")
+        try:
+            # Never through a link, never truncated: the file only carries the lock.
+            handle = os.open(lock_dir / f"{kind}-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:  # a link (ELOOP) or a file of another user: not this id
+            continue
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.close()
+            os.close(handle)
             continue
         _claimed[kind] = (uid, handle)
         return uid
