@@ -212,3 +212,22 @@ def test_a_warm_parent_that_fails_to_start_leaves_no_folder(tmp_path, start, ans
         start(_manager(tmp_path, answer))
     assert set(folders._owned) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(PRIVATE_DIR_PREFIX)]
+
+
+_FORKS = """
+import os, sys
+from torchsteps.sandbox.folders import make_private_dir
+root = make_private_dir(sys.argv[1])
+child = os.fork()
+if child == 0:
+    sys.exit(0)  # a normal exit: exit handlers run in the child
+os.waitpid(child, 0)
+print("kept" if (root / "work").is_dir() else "removed by the child", flush=True)
+"""
+
+
+def test_a_forked_child_leaves_its_parents_folders_alone(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FORKS, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "kept"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(PRIVATE_DIR_PREFIX)], "the parent's exit removes it"

@@ -158,6 +158,21 @@ def remove_private_dir(root: str | Path) -> None:
                 pass
 
 
+def _forget_after_fork() -> None:
+    # A forked child does not own its parent's folders: at its exit it must not remove them. (Its copies
+    # of the lock descriptors are closed; the parent's lock stays, held by the parent's descriptors.)
+    for handle in _owned.values():
+        if handle is not None:
+            try:
+                os.close(handle)
+            except OSError:
+                pass
+    _owned.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @atexit.register  # registered before the warm parents' handlers, so it runs after them
 def remove_all_private_dirs() -> None:
     """Remove every folder this process made and still holds (at exit, or on SIGTERM or Ctrl-C)."""

@@ -251,6 +251,8 @@ class GraderChild:
 
 
 _parents: dict[tuple, GraderParent] = {}
+# A forked child does not own its parent's sandboxes: at its exit it must not end them.
+os.register_at_fork(after_in_child=_parents.clear)
 
 
 def get_grader_parent(manager, sandboxed: bool, max_reply_bytes: int = 64 * 1024 * 1024) -> GraderParent:

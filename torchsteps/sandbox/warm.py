@@ -203,6 +203,8 @@ class ForkedKernel:
 
 
 _zygotes: dict[tuple, Zygote] = {}
+# A forked child does not own its parent's sandboxes: at its exit it must not end them.
+os.register_at_fork(after_in_child=_zygotes.clear)
 
 
 def get_zygote(manager, preload: list[str], warmup: str = "") -> Zygote:
