@@ -23,6 +23,8 @@ def _exit_now(code: int, message: bytes = b"") -> None:
     Not a normal exit: that would wait for the workers to finish the submissions queued to them. Whatever
     fails on the way (a closed pipe or terminal), the process exits."""
     try:
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal would cut this one short
+            signal.signal(stop, signal.SIG_IGN)
         for say in (sys.stdout.flush, lambda: message and os.write(sys.stdout.fileno(), message)):
             try:
                 say()
@@ -73,7 +75,7 @@ def _grade(args) -> int:
     from traitlets import TraitError
 
     from .sandbox import SandboxedKernelManager, SandboxUnavailable, check_sandbox
-    from .sandbox.folders import UnsafeRuntimeDir, prepare_runtime_dir
+    from .sandbox.folders import RuntimeDirError, prepare_runtime_dir
 
     from .grading.archives import ARCHIVE_DIR
     from .grading.course import RosterError
@@ -94,7 +96,7 @@ def _grade(args) -> int:
         manager = SandboxedKernelManager(config=api.config)
         if not scheduler:
             prepare_runtime_dir(manager.runtime_dir)
-    except (TraitError, UnsafeRuntimeDir) as why:
+    except (TraitError, RuntimeDirError) as why:
         console.print(f"Cannot grade: {why}", markup=False, soft_wrap=True)
         return 2
     try:

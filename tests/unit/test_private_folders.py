@@ -231,3 +231,34 @@ def test_a_forked_child_leaves_its_parents_folders_alone(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "kept"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(PRIVATE_DIR_PREFIX)], "the parent's exit removes it"
+
+
+# A warm parent in miniature: it speaks the protocol of zygote.py (ready, then one JSON answer a line).
+_TINY_PARENT = (
+    "import json, sys\n"
+    "print(json.dumps({'ready': True}), flush=True)\n"
+    "for line in sys.stdin:\n"
+    "    if json.loads(line).get('cmd') == 'exit':\n"
+    "        break\n"
+    "    print(json.dumps({'status': 0}), flush=True)\n"
+)
+
+
+def test_a_warm_parent_whose_last_kernels_files_cannot_be_removed_is_not_reused(tmp_path, monkeypatch):
+    # Review: reset() ignored a failed removal and the next student's kernel would have found the previous
+    # student's files in its working folder.
+    from torchsteps.sandbox import warm
+
+    manager = _manager(tmp_path, "")
+    manager.sandbox_command = lambda argv, root, **options: [sys.executable, "-c", _TINY_PARENT]
+    zygote = Zygote(manager, [])
+    try:
+        assert zygote.responsive()
+        (zygote.work_dir / "answers").mkdir()
+        (zygote.work_dir / "answers" / "student.txt").write_text("the last student's work")
+        monkeypatch.setattr(warm, "remove_tree", lambda path, *args: False)
+        zygote.reset()
+        assert not zygote.alive(), "a warm parent whose working folder still holds a student's files was kept"
+        assert not zygote.root.exists()
+    finally:
+        zygote.close()

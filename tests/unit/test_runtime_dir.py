@@ -57,7 +57,7 @@ import stat  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from torchsteps.sandbox.folders import UnsafeRuntimeDir, claim_uid, make_private_dir, prepare_runtime_dir, remove_private_dir  # noqa: E402
+from torchsteps.sandbox.folders import RuntimeDirError, claim_uid, make_private_dir, prepare_runtime_dir, remove_private_dir  # noqa: E402
 
 OTHER_USER = 65534  # nobody
 
@@ -74,7 +74,7 @@ def test_a_folder_others_may_write_to_is_refused(tmp_path, mode):
     base = tmp_path / "runtime"
     base.mkdir()
     os.chmod(base, mode)
-    with pytest.raises(UnsafeRuntimeDir, match=r"may be written by (others|its group).*chmod go-w"):
+    with pytest.raises(RuntimeDirError, match=r"may be written by (others|its group)"):
         make_private_dir(base)
     assert os.listdir(base) == []
 
@@ -84,15 +84,61 @@ def test_a_folder_or_link_of_another_user_is_refused(tmp_path):
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o711)
     os.chown(theirs, OTHER_USER, OTHER_USER)
-    with pytest.raises(UnsafeRuntimeDir, match=f"belongs to user id {OTHER_USER}"):
+    with pytest.raises(RuntimeDirError, match=f"belongs to user id {OTHER_USER}"):
         prepare_runtime_dir(theirs)
     mine = tmp_path / "mine"
     mine.mkdir(mode=0o711)
     link = tmp_path / "link"
     link.symlink_to(mine)
     os.chown(link, OTHER_USER, OTHER_USER, follow_symlinks=False)
-    with pytest.raises(UnsafeRuntimeDir, match=f"a link made by user id {OTHER_USER}"):
+    with pytest.raises(RuntimeDirError, match=f"goes through the link {link}, made by user id {OTHER_USER}"):
         prepare_runtime_dir(link)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder or link of another user needs root")
+def test_another_users_folder_or_link_anywhere_on_the_way_is_refused(tmp_path):
+    # Review: only the last part was checked. Another user's folder on the way (or their link in a chain of
+    # links) lets them swap what lies below it after the check.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, OTHER_USER, OTHER_USER)
+    with pytest.raises(RuntimeDirError, match=f"lies in {theirs}, which belongs to user id {OTHER_USER}"):
+        prepare_runtime_dir(theirs / "runtime")
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o711)
+    their_link = tmp_path / "their-link"
+    their_link.symlink_to(mine)
+    os.chown(their_link, OTHER_USER, OTHER_USER, follow_symlinks=False)
+    my_link = tmp_path / "my-link"
+    my_link.symlink_to(their_link)
+    with pytest.raises(RuntimeDirError, match=f"goes through the link {their_link}"):
+        prepare_runtime_dir(my_link)
+
+
+def test_a_folder_on_the_way_others_may_write_to_is_refused_unless_sticky(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(RuntimeDirError, match=f"lies in {shared}, which may be written by others .*chmod go-w {shared}"):
+        prepare_runtime_dir(shared / "runtime")
+    os.chmod(shared, 0o1777)  # as /tmp and /var/tmp: nobody may rename or remove another's entries
+    assert prepare_runtime_dir(shared / "runtime").is_dir()
+
+
+def test_a_sticky_shared_folder_itself_is_refused_with_advice_that_keeps_it_as_it_is(tmp_path):
+    # Review: "run chmod go-w /var/tmp" would break the system; a folder of one's own inside it is the way.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(RuntimeDirError, match=f"choose a folder of your own inside it .*{shared / 'torchsteps'}") as refused:
+        prepare_runtime_dir(shared)
+    assert "chmod" not in str(refused.value)
+
+
+def test_a_folder_that_cannot_be_made_is_a_clear_refusal(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(RuntimeDirError, match="cannot be used"):
+        prepare_runtime_dir(tmp_path / "a-file" / "runtime")
 
 
 def test_a_link_of_this_user_to_a_folder_of_its_own_is_followed(tmp_path):
@@ -139,3 +185,17 @@ def test_grade_stops_at_once_when_the_folder_is_unsafe(tmp_path, request):
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"Cannot grade: SandboxedKernelManager.runtime_dir {runtime!r} may be written by others" in done.stdout
     assert os.listdir(runtime) == []
+
+
+def test_running_out_of_file_descriptors_is_said_not_taken_for_every_id_being_in_use(tmp_path):
+    # Review: every error of opening a lock file was taken for "this id is taken"; out of descriptors,
+    # claim_uid tried 1000 ids and said "no free sandbox user id".
+    base = tmp_path / "runtime"
+    base.mkdir(mode=0o711)
+    script = ("import os, resource, sys; from pathlib import Path; from torchsteps.sandbox.folders import claim_uid\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+              "try:\n    print(claim_uid(61000, Path(sys.argv[1]), 'probe-uid'))\n"
+              "except OSError as why:\n    print(type(why).__name__, why.errno)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(base)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["OSError", "24"], done.stdout  # EMFILE

@@ -23,7 +23,10 @@ from torchsteps.sandbox import grader_process
 from torchsteps.sandbox.folders import make_private_dir
 
 base, what, ignored = sys.argv[1], sys.argv[2], sys.argv[3:]
-for name in ignored:  # as `nohup` starts a command
+# As an interactive shell starts a command, whatever pytest was started with (`nohup`, `&`)...
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+for name in ignored:  # ...or as `nohup` starts it
     signal.signal(getattr(signal, name), signal.SIG_IGN)
 _stop_on_signals()
 if what == "waiting-for-the-grader":
@@ -39,9 +42,23 @@ else:
 """
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
 def _start(base: Path, what: str, *ignored: str) -> tuple[subprocess.Popen, Path, int]:
     process = subprocess.Popen([sys.executable, "-c", _GRADING, str(base), what, *ignored],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _started.append(process)
     root, pid = process.stderr.readline().split()
     assert Path(root).is_dir(), root
     return process, Path(root), int(pid)
@@ -50,10 +67,10 @@ def _start(base: Path, what: str, *ignored: str) -> tuple[subprocess.Popen, Path
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        # A zombie (exited, not reaped yet: its parent is gone and init reaps it) counts as gone.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    # A zombie (exited, not reaped yet: its parent is gone and init reaps it) counts as gone.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _wait_gone(pid: int, seconds: float = 10) -> bool:
@@ -71,7 +88,6 @@ def test_sigterm_while_the_main_thread_waits_for_a_grader_process_ends_it(tmp_pa
     try:
         assert process.wait(timeout=30) == 128 + signal.SIGTERM
     except subprocess.TimeoutExpired:
-        process.kill()
         pytest.fail("the command hung in its SIGTERM handler")
     assert not root.exists(), "the grader's folder was left behind"
     assert _wait_gone(grader_pid), "the grader process outlived the command"
@@ -106,3 +122,14 @@ def test_a_command_started_with_nohup_keeps_ignoring_sighup(tmp_path):
         process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 128 + signal.SIGTERM
     assert not root.exists()
+
+
+def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path):
+    # Ctrl-C pressed twice, or a batch system's SIGTERM repeated: the first handler goes on to the end.
+    process, root, grader_pid = _start(tmp_path, "waiting-for-the-grader")
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) in (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    assert not root.exists()
+    assert _wait_gone(grader_pid)

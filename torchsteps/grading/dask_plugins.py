@@ -14,6 +14,9 @@ class SandboxCleanup(WorkerPlugin):
     grading process on that machine (:func:`torchsteps.sandbox.folders.sweep_orphans`)."""
 
     name = "torchsteps-sandbox-cleanup"
+    # Every `grade` registers it; registering a plugin again replaces it, and the replaced one's teardown
+    # would end the sandboxes of the submissions another `grade` is grading on the same workers.
+    idempotent = True
 
     def teardown(self, worker) -> None:
         from ..sandbox import close_all

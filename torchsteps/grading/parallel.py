@@ -74,6 +74,7 @@ def _end_worker(signum, frame) -> None:
     on a signal, and raising SystemExit here would be caught by the pool's loop, which then takes the
     next queued submission)."""
     try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM would cut the cleanup short
         close_sandboxes(now=True)
     finally:
         os._exit(128 + signum)

@@ -15,6 +15,7 @@ whose owner is dead (:func:`sweep_orphans`).
 from __future__ import annotations
 
 import atexit
+import errno
 import fcntl
 import logging
 import os
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 __all__ = [
-    "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "UnsafeRuntimeDir",
+    "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "RuntimeDirError",
     "prepare_runtime_dir", "make_private_dir",
     "remove_private_dir", "remove_all_private_dirs", "sweep_orphans", "remove_tree", "chown_tree",
 ]
@@ -49,37 +50,76 @@ ORPHAN_AGE_S = 60.0
 _owned: dict[Path, int | None] = {}
 
 
-class UnsafeRuntimeDir(RuntimeError):
-    """``runtime_dir`` could be changed by another user (the message says how and what to do)."""
+class RuntimeDirError(RuntimeError):
+    """``runtime_dir`` cannot be used: another user could change it, or it cannot be made (the message
+    says which and what to do)."""
+
+
+_MAX_LINKS = 40  # as the kernel's path resolution (ELOOP)
+
+
+def _unsafe_step(path: str, info: os.stat_result, me: int, last: bool) -> str | None:
+    """Why ``path`` (a component of runtime_dir, ``info`` its lstat) lets another user change runtime_dir."""
+    if stat.S_ISLNK(info.st_mode):
+        # A link's owner may replace it where the folder holding it is sticky (/var/tmp).
+        return None if info.st_uid in (0, me) else f"goes through the link {path}, made by user id {info.st_uid}"
+    where = "" if last else f"lies in {path}, which "
+    if info.st_uid not in (0, me) or (last and info.st_uid != me):
+        return f"{where}belongs to user id {info.st_uid}, not to you (user id {me})"
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable and (last or not info.st_mode & stat.S_ISVTX):  # in a sticky folder, others cannot rename ours
+        who = "others" if info.st_mode & stat.S_IWOTH else "its group"
+        return f"{where}may be written by {who} (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
 
 
 def prepare_runtime_dir(runtime_dir: str | Path) -> Path:
-    """``runtime_dir``, made (mode 711) if missing, after checking that no other user can write into it.
+    """``runtime_dir``, made (mode 711) if missing, after checking that no other user can change it.
 
-    The default, ``/var/tmp/torchsteps``, is in a folder every user may write to: another user could have
+    The default, ``/var/tmp/torchsteps``, lies in a folder every user may write to: another user could have
     made it first, or made it a link, and then plant links where grading (perhaps as root) writes its lock
-    files and students' files. A link made by root or by this user is followed.
+    files and the students' files. So every folder on the way, and every link followed, must belong to root
+    or to this user; the folders on the way may be writable by others only when sticky (``/tmp``,
+    ``/var/tmp``); the last must be this user's and writable by nobody else.
 
     Raises:
-        UnsafeRuntimeDir: a link made by another user, a folder owned by another user, or one that its
-            group or others may write to.
+        RuntimeDirError: with the reason (another user's folder or link on the way, a folder others may
+            write to, or the folder cannot be made).
     """
     base = Path(runtime_dir)
-    base.mkdir(mode=0o711, parents=True, exist_ok=True)
-    me = os.geteuid()
     where = f"SandboxedKernelManager.runtime_dir {str(base)!r}"
-    link = os.lstat(base)
-    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):
-        raise UnsafeRuntimeDir(f"{where} is a link made by user id {link.st_uid}, not by you (user id {me}) or root; "
-                               "remove it, or choose another folder in nbgrader_config.py")
-    folder = os.stat(base)
-    if folder.st_uid != me:
-        raise UnsafeRuntimeDir(f"{where} belongs to user id {folder.st_uid}, not to you (user id {me}); remove it, "
-                               "or choose a folder of your own in nbgrader_config.py")
-    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafeRuntimeDir(f"{where} may be written by {'others' if folder.st_mode & stat.S_IWOTH else 'its group'} "
-                               f"(mode {stat.S_IMODE(folder.st_mode):o}); run `chmod go-w {base}`")
-    return base
+    me = os.geteuid()
+    try:
+        base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        parts = list(Path(os.getcwd(), base).parts[1:])  # ".." kept: it applies after the links before it
+        current, links = "/", 0
+        while True:
+            reason = _unsafe_step(current, os.lstat(current), me, last=not parts)
+            if reason:
+                break
+            if not parts:
+                return base
+            name = parts.pop(0)
+            step = os.path.join(current, name) if name != ".." else os.path.dirname(current)
+            info = os.lstat(step)
+            if stat.S_ISLNK(info.st_mode):
+                reason = _unsafe_step(step, info, me, last=False)
+                links += 1
+                if reason or links > _MAX_LINKS:
+                    reason = reason or "goes through too many links"
+                    break
+                target = os.readlink(step)
+                parts = list(Path(target).parts[1:] if os.path.isabs(target) else Path(target).parts) + parts
+                current = "/" if os.path.isabs(target) else current
+            else:
+                current = step
+    except OSError as why:
+        raise RuntimeDirError(f"{where} cannot be used: {why}") from None
+    advice = (f"choose a folder of your own inside it in nbgrader_config.py, such as {os.path.join(current, 'torchsteps')!r}"
+              if os.lstat(current).st_mode & stat.S_ISVTX else
+              f"run `chmod go-w {current}`" if "may be written" in reason and os.lstat(current).st_uid == me else
+              "choose a folder of your own in nbgrader_config.py")
+    raise RuntimeDirError(f"{where} {reason}, so another user could change it; {advice}")
 
 
 def make_private_dir(runtime_dir: str | Path) -> Path:
@@ -116,14 +156,14 @@ def make_private_dir(runtime_dir: str | Path) -> Path:
     return root
 
 
-def remove_tree(path: str | Path) -> bool:
+def remove_tree(path: str | Path, timeout_s: float = 300) -> bool:
     """Remove the folder ``path`` and everything under it, without following links; True when it is gone.
 
     A kernel that is not isolated (grading without root) writes into its folders as the grading user and
     can make removal hard: folders nested deeper than Python's recursion limit (``shutil.rmtree`` of
     Python 3.11 recurses and raises ``RecursionError``) or without write permission (``chmod 500``).
     Those fall back to ``chmod -R u+rwx`` and ``rm -rf --one-file-system`` (coreutils walk a tree without
-    recursion and never follow links). Never raises.
+    recursion and never follow links), each given at most ``timeout_s`` seconds. Never raises.
     """
     path = Path(path)
     try:
@@ -134,20 +174,21 @@ def remove_tree(path: str | Path) -> bool:
     try:
         if stat.S_ISDIR(os.lstat(path).st_mode):
             subprocess.run(["chmod", "-R", "u+rwx", "--", str(path)], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, check=False)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s, check=False)
         subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, check=False)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s, check=False)
     except (OSError, subprocess.SubprocessError):
         pass
     return not os.path.lexists(path)
 
 
-def remove_private_dir(root: str | Path) -> None:
+def remove_private_dir(root: str | Path, timeout_s: float = 300) -> None:
     """Remove ``root`` (made by :func:`make_private_dir` in this process) and give up its lock. Never raises:
-    a folder that cannot be removed is logged, and a later :func:`sweep_orphans` tries again."""
+    a folder that cannot be removed (within ``timeout_s`` per step, :func:`remove_tree`) is logged, and a
+    later :func:`sweep_orphans` tries again."""
     root = Path(root)
     try:
-        if not remove_tree(root):
+        if not remove_tree(root, timeout_s):
             log.warning("could not remove the sandbox folder %s (it holds a student's files)", root)
     finally:
         handle = _owned.pop(root, None)
@@ -168,17 +209,24 @@ def _forget_after_fork() -> None:
             except OSError:
                 pass
     _owned.clear()
+    for _, handle in _claimed.values():  # nor its user ids: its own sandboxes claim their own
+        try:
+            os.close(handle)
+        except OSError:
+            pass
+    _claimed.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @atexit.register  # registered before the warm parents' handlers, so it runs after them
-def remove_all_private_dirs() -> None:
-    """Remove every folder this process made and still holds (at exit, or on SIGTERM or Ctrl-C)."""
+def remove_all_private_dirs(timeout_s: float = 300) -> None:
+    """Remove every folder this process made and still holds (at exit, or on SIGTERM or Ctrl-C: then with
+    a short ``timeout_s``, as a batch system follows SIGTERM with SIGKILL within seconds)."""
     for root in list(_owned):
         try:
-            remove_private_dir(root)
+            remove_private_dir(root, timeout_s)
         except Exception:  # noqa: BLE001 - one folder never keeps the others
             log.warning("could not remove the sandbox folder %s", root, exc_info=True)
 
@@ -247,8 +295,10 @@ def claim_uid(base: int, lock_dir: Path, kind: str = "uid") -> int | None:
         try:
             # Never through a link, never truncated: the file only carries the lock.
             handle = os.open(lock_dir / f"{kind}-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError:  # a link (ELOOP) or a file of another user: not this id
-            continue
+        except OSError as why:
+            if why.errno in (errno.ELOOP, errno.EACCES):  # a link, or another user's file: not this id
+                continue
+            raise
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -137,9 +137,13 @@ class Zygote:
         for folder in (self.work_dir, self.run_dir):
             for entry in folder.iterdir():
                 if entry.is_dir() and not entry.is_symlink():
-                    remove_tree(entry)
+                    gone = remove_tree(entry)
                 else:
                     entry.unlink(missing_ok=True)
+                    gone = True
+                if not gone:  # the next student's kernel must not see this one's files: start afresh
+                    self.close()
+                    return
 
     def close(self, now: bool = False) -> None:
         """End the parent and its kernels and remove the folder; ``now``: from a signal handler (no goodbye,
