@@ -199,3 +199,15 @@ def test_running_out_of_file_descriptors_is_said_not_taken_for_every_id_being_in
     done = subprocess.run([sys.executable, "-c", script, str(base)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["OSError", "24"], done.stdout  # EMFILE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a link of another user needs root")
+def test_a_link_planted_in_a_sticky_folder_is_not_suggested_again(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    planted = shared / "torchsteps"
+    planted.symlink_to(tmp_path)
+    os.chown(planted, OTHER_USER, OTHER_USER, follow_symlinks=False)
+    with pytest.raises(RuntimeDirError, match="choose a folder of your own in nbgrader_config.py$"):
+        prepare_runtime_dir(planted)

@@ -115,10 +115,11 @@ def prepare_runtime_dir(runtime_dir: str | Path) -> Path:
                 current = step
     except OSError as why:
         raise RuntimeDirError(f"{where} cannot be used: {why}") from None
-    advice = (f"choose a folder of your own inside it in nbgrader_config.py, such as {os.path.join(current, 'torchsteps')!r}"
-              if os.lstat(current).st_mode & stat.S_ISVTX else
-              f"run `chmod go-w {current}`" if "may be written" in reason and os.lstat(current).st_uid == me else
-              "choose a folder of your own in nbgrader_config.py")
+    advice = "choose a folder of your own in nbgrader_config.py"
+    if "may be written" in reason:  # a folder of root's or yours: shared on purpose (sticky) or by mistake
+        sticky = os.lstat(current).st_mode & stat.S_ISVTX
+        advice = (f"choose a folder of your own inside it in nbgrader_config.py, such as {os.path.join(current, 'torchsteps')!r}"
+                  if sticky else f"run `chmod go-w {current}`")
     raise RuntimeDirError(f"{where} {reason}, so another user could change it; {advice}")
 
 

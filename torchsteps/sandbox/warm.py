@@ -19,7 +19,6 @@ import atexit
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
