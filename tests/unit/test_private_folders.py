@@ -256,9 +256,108 @@ def test_a_warm_parent_whose_last_kernels_files_cannot_be_removed_is_not_reused(
         assert zygote.responsive()
         (zygote.work_dir / "answers").mkdir()
         (zygote.work_dir / "answers" / "student.txt").write_text("the last student's work")
-        monkeypatch.setattr(warm, "remove_tree", lambda path, *args: False)
+        monkeypatch.setattr(warm, "empty_folder", lambda folder: False)  # as for a folder rm -rf cannot remove
         zygote.reset()
         assert not zygote.alive(), "a warm parent whose working folder still holds a student's files was kept"
         assert not zygote.root.exists()
     finally:
         zygote.close()
+
+
+def test_a_warm_parent_whose_working_folder_cannot_be_emptied_is_closed_not_left_half_reset(tmp_path, monkeypatch):
+    # Review: grading without root, a kernel that `chmod 500`s its work/ made unlink raise out of reset(),
+    # which skipped the rest of the kernel's cleanup; the warm parent, still holding the file, was reused.
+    manager = _manager(tmp_path, "")
+    manager.sandbox_command = lambda argv, root, **options: [sys.executable, "-c", _TINY_PARENT]
+    zygote = Zygote(manager, [])
+    try:
+        (zygote.work_dir / "answer.txt").write_text("the last student's work")
+
+        def refused(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", path)
+
+        monkeypatch.setattr(folders.os, "unlink", refused)
+        zygote.reset()  # raises nothing
+        monkeypatch.undo()
+        assert not zygote.alive() and not zygote.root.exists()
+    finally:
+        zygote.close()
+
+
+def test_empty_folder_says_false_where_it_cannot_list_or_remove(tmp_path, monkeypatch):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "deep" / "er").mkdir(parents=True)
+    (folder / "file").write_text("x")
+    (folder / "link").symlink_to(tmp_path)
+    assert folders.empty_folder(folder) and list(folder.iterdir()) == [] and tmp_path.is_dir()
+    assert not folders.empty_folder(tmp_path / "missing")
+    (folder / "stuck").mkdir()
+    monkeypatch.setattr(folders, "remove_tree", lambda path, *args: False)
+    assert not folders.empty_folder(folder)
+    monkeypatch.undo()
+    (tmp_path / "not-a-folder").write_text("")
+    assert not folders.empty_folder(tmp_path / "not-a-folder")
+
+
+def test_a_grader_parent_whose_working_folder_cannot_be_emptied_is_closed(tmp_path, monkeypatch):
+    # The same for the grader: the last notebook's files must not reach the next one's tests.
+    parent = GraderParent(_manager(tmp_path, '{"op": "ready"}\n'), sandboxed=True)
+    try:
+        (parent.work / "left.txt").write_text("x")
+        from torchsteps.sandbox import grader_process
+
+        monkeypatch.setattr(grader_process, "empty_folder", lambda folder: False)
+        with pytest.raises(GraderError, match="could not be emptied"):
+            parent.start_child(None, [])
+        assert not parent.alive() and not parent.root.exists()
+    finally:
+        parent.close()
+
+
+@pytest.mark.parametrize("now, limit", [(True, folders.SIGNAL_REMOVAL_TIMEOUT_S), (False, 300)])
+def test_closing_from_a_signal_handler_gives_each_removal_a_short_limit(tmp_path, monkeypatch, now, limit):
+    # Review: on SIGTERM the warm parents' folders were removed with the 300 s default; a batch system
+    # follows SIGTERM with SIGKILL within seconds, and the other folders would never get their turn.
+    from torchsteps.sandbox import grader_process, warm
+
+    limits = []
+    for module in (warm, grader_process):
+        monkeypatch.setattr(module, "remove_private_dir", lambda root, timeout_s=300: (limits.append(timeout_s), remove_private_dir(root)))
+    manager = _manager(tmp_path, "")
+    manager.sandbox_command = lambda argv, root, **options: [sys.executable, "-c", _TINY_PARENT]
+    Zygote(manager, []).close(now)
+    GraderParent(_manager(tmp_path, '{"op": "ready"}\n'), sandboxed=True).close(now)
+    assert limits == [limit, limit]
+
+
+def test_the_notebook_gets_a_fresh_grader_when_the_warm_one_closed_itself(monkeypatch):
+    # A grader parent that could not empty its working folder closes itself (above); the notebook that
+    # found it so is graded by a new one rather than losing its tests.
+    from torchsteps.nbgrader_plugins import trusted_execute
+
+    class Parent:
+        def __init__(self, works):
+            self.works, self.open = works, True
+
+        def alive(self):
+            return self.open
+
+        def start_child(self, folder, patterns):
+            if not self.works:
+                self.open = False
+                raise GraderError("the grader's working folder could not be emptied")
+            return "child"
+
+    parents = iter([Parent(False), Parent(True)])
+    monkeypatch.setattr(trusted_execute, "get_grader_parent", lambda *args: next(parents))
+    executor = types.SimpleNamespace(_grader=None, km=types.SimpleNamespace(), max_crossing_bytes=1, _folder=None,
+                                     _setup_sources=[])
+    assert trusted_execute.TrustedExecute._grader_child(executor) == "child"
+
+    still_open = Parent(False)
+    still_open.alive = lambda: True  # a failure of a parent that lives on is not retried
+    monkeypatch.setattr(trusted_execute, "get_grader_parent", lambda *args: still_open)
+    executor._grader = None
+    with pytest.raises(GraderError):
+        trusted_execute.TrustedExecute._grader_child(executor)

@@ -211,3 +211,158 @@ def test_a_link_planted_in_a_sticky_folder_is_not_suggested_again(tmp_path):
     os.chown(planted, OTHER_USER, OTHER_USER, follow_symlinks=False)
     with pytest.raises(RuntimeDirError, match="choose a folder of your own in nbgrader_config.py$"):
         prepare_runtime_dir(planted)
+
+
+# --- Second review: nothing made on a refused path; rootless containers; advice only where it applies ---
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from torchsteps.sandbox import folders as folders_module  # noqa: E402
+
+# Run as another user (and perhaps in a user namespace), the module is loaded from a copy by its path:
+# that user may not be able to read this checkout or the interpreter's packages.
+_PROBE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("folders", sys.argv[1])
+folders = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(folders)
+for path in sys.argv[2:]:
+    try:
+        print("ok", folders.prepare_runtime_dir(path))
+    except folders.RuntimeDirError as why:
+        print("refused", why)
+"""
+
+
+@pytest.fixture
+def shared_tmp(request):
+    """A folder in /var/tmp (root's, mode 755) that every user can reach, with a copy of the module and the probe."""
+    where = Path(tempfile.mkdtemp(prefix="torchsteps-test-runtime-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(where, ignore_errors=True))
+    os.chmod(where, 0o755)
+    shutil.copy(folders_module.__file__, where / "folders.py")
+    (where / "probe.py").write_text(_PROBE)
+    return where
+
+
+def _as_nobody(shared_tmp: Path, *paths, namespace: bool = False) -> list[str]:
+    """What the probe prints for each of ``paths``, run as user ``nobody`` (inside ``unshare -r`` if
+    ``namespace``: a rootless container, where this user is root and the system's files belong to 65534)."""
+    wrap = ["setpriv", f"--reuid={OTHER_USER}", f"--regid={OTHER_USER}", "--clear-groups"]
+    wrap += ["unshare", "-r", "--"] if namespace else []
+    for python in dict.fromkeys([sys.executable, shutil.which("python3"), "/usr/bin/python3"]):
+        if not python:
+            continue
+        try:
+            done = subprocess.run([*wrap, python, str(shared_tmp / "probe.py"), str(shared_tmp / "folders.py"), *map(str, paths)],
+                                  capture_output=True, text=True, timeout=60)
+        except OSError:
+            continue
+        if done.returncode == 0:
+            return done.stdout.splitlines()
+    pytest.skip(f"cannot run Python as user nobody{' in a user namespace' if namespace else ''} here")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder or link of another user needs root")
+def test_a_refused_path_has_nothing_made_below_the_part_refused(tmp_path):
+    # Review: the folders were made (mkdir -p) before the path was checked, through another user's link too.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, OTHER_USER, OTHER_USER)
+    with pytest.raises(RuntimeDirError, match=f"lies in {theirs}"):
+        prepare_runtime_dir(theirs / "a" / "b")
+    assert list(theirs.iterdir()) == []
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o711)
+    their_link = tmp_path / "their-link"
+    their_link.symlink_to(mine)
+    os.chown(their_link, OTHER_USER, OTHER_USER, follow_symlinks=False)
+    with pytest.raises(RuntimeDirError, match=f"goes through the link {their_link}"):
+        prepare_runtime_dir(their_link / "runtime")
+    assert list(mine.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a link of another user needs root")
+def test_a_dangling_link_planted_where_the_folder_would_be_is_named(tmp_path):
+    # Review: another user's link to nowhere read "[Errno 17] File exists".
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    planted = shared / "torchsteps"
+    planted.symlink_to(tmp_path / "nowhere")
+    os.chown(planted, OTHER_USER, OTHER_USER, follow_symlinks=False)
+    with pytest.raises(RuntimeDirError, match=f"goes through the link {planted}, made by user id {OTHER_USER}"):
+        prepare_runtime_dir(planted)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_link_of_ones_own_to_a_missing_folder_has_it_made(tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "made" / "here")
+    assert prepare_runtime_dir(link) == link
+    assert stat.S_IMODE(os.lstat(tmp_path / "made" / "here").st_mode) & 0o022 == 0
+
+
+def test_a_file_where_the_folder_should_be_is_said(tmp_path):
+    (tmp_path / "runtime").write_text("")
+    with pytest.raises(RuntimeDirError, match="cannot be used: .*not a folder"):
+        prepare_runtime_dir(tmp_path / "runtime")
+
+
+def test_dot_dot_after_a_link_goes_back_from_where_the_link_led(tmp_path):
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True, mode=0o711)
+    os.chmod(tmp_path / "elsewhere", 0o711)
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "deep")
+    made = prepare_runtime_dir(tmp_path / "link" / ".." / "runtime")
+    assert (tmp_path / "elsewhere" / "runtime").is_dir() and not (tmp_path / "runtime").exists()
+    assert os.path.samefile(made, tmp_path / "elsewhere" / "runtime")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),
+                    reason="needs root (to act as nobody), setpriv and unshare")
+def test_in_a_rootless_container_the_system_folders_count_as_roots_and_other_users_do_not(shared_tmp):
+    # Review: under `unshare -r` (rootless Podman, Apptainer --userns) / belongs to 65534, and every
+    # runtime_dir was refused. Another user's folder in /var/tmp shows as 65534 too: still refused.
+    fresh = Path(f"{shared_tmp}-userns")
+    planted = shared_tmp / "planted"  # root's outside, so 65534 inside, as another user's would be
+    planted.mkdir(mode=0o755)
+    try:
+        said = _as_nobody(shared_tmp, fresh, planted / "runtime", namespace=True)
+        assert said[0] == f"ok {fresh}", said
+        assert said[1].startswith("refused ") and f"lies in {shared_tmp}, which belongs to user id 65534" in said[1], said
+        assert fresh.is_dir() and fresh.stat().st_uid == OTHER_USER  # this user's, seen from outside
+        assert list(planted.iterdir()) == []
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (to act as nobody) and setpriv")
+def test_chmod_is_advised_only_for_ones_own_folder(shared_tmp):
+    # Review: `chmod go-w /var/local` was advised to an instructor who cannot change root's folder.
+    roots = shared_tmp / "roots"
+    roots.mkdir()
+    os.chmod(roots, 0o775)
+    own = shared_tmp / "own"
+    own.mkdir()
+    os.chown(own, OTHER_USER, OTHER_USER)
+    os.chmod(own, 0o775)
+    said = _as_nobody(shared_tmp, roots / "runtime", own / "runtime")
+    assert said[0].endswith("may be written by its group (mode 775), so another user could change it; "
+                            "choose a folder of your own in nbgrader_config.py"), said
+    assert said[1].endswith(f"run `chmod go-w {own}`"), said
+
+
+def test_a_file_system_without_locks_is_said_not_taken_for_every_id_being_in_use(tmp_path, monkeypatch):
+    # Every failed flock used to mean "another process holds this id": on a file system without locks
+    # claim_uid tried 1000 ids and grading said "no free sandbox user id".
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(RuntimeDirError, match=r"cannot be used: its files cannot be locked \(No locks available\)"):
+        claim_uid(61000, tmp_path / "runtime", "probe-no-locks")

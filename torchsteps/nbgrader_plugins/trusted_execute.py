@@ -123,8 +123,16 @@ class TrustedExecute(GuardedExecute):
 
     def _grader_child(self):
         if self._grader is None or self._grader.finished:
-            parent = get_grader_parent(self.km, getattr(self.km, "_sandboxed", False), self.max_crossing_bytes)
-            self._grader = parent.start_child(self._folder, list(getattr(self.km, "workdir_files", ["checks.py"])))
+            sandboxed, files = getattr(self.km, "_sandboxed", False), list(getattr(self.km, "workdir_files", ["checks.py"]))
+            parent = get_grader_parent(self.km, sandboxed, self.max_crossing_bytes)
+            try:
+                self._grader = parent.start_child(self._folder, files)
+            except GraderError:
+                if parent.alive():
+                    raise
+                # It closed itself (its working folder could not be emptied) or died: once more, afresh.
+                parent = get_grader_parent(self.km, sandboxed, self.max_crossing_bytes)
+                self._grader = parent.start_child(self._folder, files)
             for source, label in self._setup_sources:
                 self._exchange(self._grader, "setup", source, label, outputs=None, index=None)
         return self._grader

@@ -28,4 +28,4 @@ def close_all(now: bool = False) -> None:
             grader_process.close_all(now)
         finally:
             # Also the folders of a sandbox that was still starting when the signal came (not listed above yet).
-            folders.remove_all_private_dirs(timeout_s=10 if now else 300)
+            folders.remove_all_private_dirs(timeout_s=folders.SIGNAL_REMOVAL_TIMEOUT_S if now else 300)

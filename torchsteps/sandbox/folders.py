@@ -28,7 +28,7 @@ from pathlib import Path
 
 __all__ = [
     "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "RuntimeDirError",
-    "prepare_runtime_dir", "make_private_dir",
+    "SIGNAL_REMOVAL_TIMEOUT_S", "prepare_runtime_dir", "make_private_dir", "empty_folder",
     "remove_private_dir", "remove_all_private_dirs", "sweep_orphans", "remove_tree", "chown_tree",
 ]
 
@@ -46,6 +46,9 @@ PRIVATE_DIR_PREFIX = "torchsteps-kernel-"
 # moment for a dead owner. Only folders unchanged for this long are swept.
 ORPHAN_AGE_S = 60.0
 
+# On SIGTERM or Ctrl-C each removal gets this long: a batch system follows SIGTERM with SIGKILL within seconds.
+SIGNAL_REMOVAL_TIMEOUT_S = 10.0
+
 # The folders this process made and has not removed yet, each with the descriptor that holds its lock.
 _owned: dict[Path, int | None] = {}
 
@@ -58,68 +61,111 @@ class RuntimeDirError(RuntimeError):
 _MAX_LINKS = 40  # as the kernel's path resolution (ELOOP)
 
 
-def _unsafe_step(path: str, info: os.stat_result, me: int, last: bool) -> str | None:
-    """Why ``path`` (a component of runtime_dir, ``info`` its lstat) lets another user change runtime_dir."""
+def _shared(info: os.stat_result) -> bool:
+    """Whether users other than the owner (and root) may make and rename entries in this folder."""
+    return bool(info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _unsafe_step(path: str, info: os.stat_result, trusted: set[int], me: int, last: bool) -> str | None:
+    """Why ``path`` (a part of runtime_dir, ``info`` its lstat, ``trusted`` the users who may own it) lets
+    another user change runtime_dir; None when it does not."""
     if stat.S_ISLNK(info.st_mode):
         # A link's owner may replace it where the folder holding it is sticky (/var/tmp).
-        return None if info.st_uid in (0, me) else f"goes through the link {path}, made by user id {info.st_uid}"
+        return None if info.st_uid in trusted else f"goes through the link {path}, made by user id {info.st_uid}"
     where = "" if last else f"lies in {path}, which "
-    if info.st_uid not in (0, me) or (last and info.st_uid != me):
+    if info.st_uid not in trusted or (last and info.st_uid != me):
         return f"{where}belongs to user id {info.st_uid}, not to you (user id {me})"
-    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable and (last or not info.st_mode & stat.S_ISVTX):  # in a sticky folder, others cannot rename ours
+    if _shared(info) and (last or not info.st_mode & stat.S_ISVTX):  # in a sticky folder, others cannot rename ours
         who = "others" if info.st_mode & stat.S_IWOTH else "its group"
         return f"{where}may be written by {who} (mode {stat.S_IMODE(info.st_mode):o})"
     return None
 
 
+def _walk(base: Path, me: int) -> tuple[str, os.stat_result, str | None]:
+    """Resolve ``base`` as the kernel does, one part at a time, making missing folders (mode 711) only
+    inside folders already checked: the folder it names, its lstat and None, or the first unsafe part,
+    its lstat and the reason (nothing is made after it)."""
+    top = os.lstat("/")
+    reason = _unsafe_step("/", top, {0, me, top.st_uid}, me, last=False)
+    if reason:
+        return "/", top, reason
+    walked = [("/", top)]  # the folders walked into, so that ".." (after the links before it) goes back one
+    parts = list(Path(os.getcwd(), base).parts[1:])
+    links = 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            if len(walked) > 1:
+                walked.pop()
+            continue
+        parent, parent_info = walked[-1]
+        step = os.path.join(parent, name)
+        try:
+            info = os.lstat(step)
+        except FileNotFoundError:
+            try:
+                os.mkdir(step, 0o711)  # in a folder that passed, so nobody else can swap it afterwards
+            except FileExistsError:  # made meanwhile: checked below like any other
+                pass
+            info = os.lstat(step)
+        # Outside a rootless container's user namespace every user shows as the owner of / (see below).
+        trusted = {0, me} if _shared(parent_info) else {0, me, top.st_uid}
+        last = not parts and not stat.S_ISLNK(info.st_mode)
+        reason = _unsafe_step(step, info, trusted, me, last=last)
+        if reason:
+            return step, info, reason
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                return step, info, "goes through too many links"
+            target = Path(os.readlink(step))
+            parts = list(target.parts[1:] if target.is_absolute() else target.parts) + parts
+            if target.is_absolute():
+                walked = walked[:1]
+        elif not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", step)
+        else:
+            walked.append((step, info))
+            if last:
+                return step, info, None
+    path, info = walked[-1]  # ends with ".." (or is /): the folder gone back to was checked as one on the way
+    return path, info, _unsafe_step(path, info, {me}, me, last=True)
+
+
 def prepare_runtime_dir(runtime_dir: str | Path) -> Path:
-    """``runtime_dir``, made (mode 711) if missing, after checking that no other user can change it.
+    """``runtime_dir``, after checking that no other user can change it; missing folders are made (mode 711).
 
     The default, ``/var/tmp/torchsteps``, lies in a folder every user may write to: another user could have
     made it first, or made it a link, and then plant links where grading (perhaps as root) writes its lock
     files and the students' files. So every folder on the way, and every link followed, must belong to root
-    or to this user; the folders on the way may be writable by others only when sticky (``/tmp``,
-    ``/var/tmp``); the last must be this user's and writable by nobody else.
+    or to this user; folders on the way may be writable by others only when sticky (``/tmp``, ``/var/tmp``);
+    the last must be this user's and writable by nobody else. A missing folder is made only inside one
+    already checked, so a refused path has nothing made below the part refused.
+
+    The owner of ``/`` counts as root (whoever owns ``/`` can replace any folder anyway): in a rootless
+    container (``unshare -r``, rootless Podman) ``/`` and the system's folders belong to the overflow user
+    id 65534. Every user outside the container shows as that id too, so its entries are trusted only in a
+    folder nobody else may write to (in ``/var/tmp`` such an entry may be another user's).
 
     Raises:
         RuntimeDirError: with the reason (another user's folder or link on the way, a folder others may
-            write to, or the folder cannot be made).
+            write to, a part that is not a folder, a folder that cannot be made) and what to do.
     """
     base = Path(runtime_dir)
     where = f"SandboxedKernelManager.runtime_dir {str(base)!r}"
     me = os.geteuid()
     try:
-        base.mkdir(mode=0o711, parents=True, exist_ok=True)
-        parts = list(Path(os.getcwd(), base).parts[1:])  # ".." kept: it applies after the links before it
-        current, links = "/", 0
-        while True:
-            reason = _unsafe_step(current, os.lstat(current), me, last=not parts)
-            if reason:
-                break
-            if not parts:
-                return base
-            name = parts.pop(0)
-            step = os.path.join(current, name) if name != ".." else os.path.dirname(current)
-            info = os.lstat(step)
-            if stat.S_ISLNK(info.st_mode):
-                reason = _unsafe_step(step, info, me, last=False)
-                links += 1
-                if reason or links > _MAX_LINKS:
-                    reason = reason or "goes through too many links"
-                    break
-                target = os.readlink(step)
-                parts = list(Path(target).parts[1:] if os.path.isabs(target) else Path(target).parts) + parts
-                current = "/" if os.path.isabs(target) else current
-            else:
-                current = step
+        path, info, reason = _walk(base, me)
     except OSError as why:
         raise RuntimeDirError(f"{where} cannot be used: {why}") from None
+    if reason is None:
+        return base
     advice = "choose a folder of your own in nbgrader_config.py"
-    if "may be written" in reason:  # a folder of root's or yours: shared on purpose (sticky) or by mistake
-        sticky = os.lstat(current).st_mode & stat.S_ISVTX
-        advice = (f"choose a folder of your own inside it in nbgrader_config.py, such as {os.path.join(current, 'torchsteps')!r}"
-                  if sticky else f"run `chmod go-w {current}`")
+    if stat.S_ISDIR(info.st_mode) and "may be written" in reason:
+        if info.st_mode & stat.S_ISVTX:  # shared on purpose (/var/tmp): never suggest changing it
+            advice = f"choose a folder of your own inside it in nbgrader_config.py, such as {os.path.join(path, 'torchsteps')!r}"
+        elif info.st_uid == me:  # shared by mistake, and yours to change
+            advice = f"run `chmod go-w {path}`"
     raise RuntimeDirError(f"{where} {reason}, so another user could change it; {advice}")
 
 
@@ -181,6 +227,23 @@ def remove_tree(path: str | Path, timeout_s: float = 300) -> bool:
     except (OSError, subprocess.SubprocessError):
         pass
     return not os.path.lexists(path)
+
+
+def empty_folder(folder: str | Path) -> bool:
+    """Remove everything inside ``folder`` (never following links), keeping the folder; True when it is
+    empty. Never raises: a folder that cannot be listed (a kernel that is not isolated may ``chmod 000`` it)
+    or an entry that cannot be removed gives False, and the caller starts afresh rather than reuse it."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if not remove_tree(entry.path):
+                        return False
+                else:
+                    os.unlink(entry.path)
+        return not os.listdir(folder)
+    except OSError:
+        return False
 
 
 def remove_private_dir(root: str | Path, timeout_s: float = 300) -> None:
@@ -285,7 +348,8 @@ def claim_uid(base: int, lock_dir: Path, kind: str = "uid") -> int | None:
     """A user id from ``base .. base+999`` that no other live grading process holds for ``kind``; ``None`` if none is free.
 
     Held with an ``flock`` on ``<lock_dir>/<kind>-<id>.lock`` for the life of the process (the lock goes
-    with the process, also when it is killed). Kernels (``kind="uid"``) and grader processes
+    with the process, also when it is killed). Raises :class:`RuntimeDirError` where ``lock_dir`` is unsafe
+    (:func:`prepare_runtime_dir`) or its file system cannot lock files (some network file systems). Kernels (``kind="uid"``) and grader processes
     (``kind="grader-uid"``) each get their own id, so one's process limit and cleanup never touch another's.
     """
     held = _claimed.get(kind)
@@ -302,9 +366,13 @@ def claim_uid(base: int, lock_dir: Path, kind: str = "uid") -> int | None:
             raise
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as why:
             os.close(handle)
-            continue
+            if why.errno in (errno.EWOULDBLOCK, errno.EAGAIN):  # held by another live grading process
+                continue
+            # Without locks two grading processes could share an id (and end each other's kernels).
+            raise RuntimeDirError(f"SandboxedKernelManager.runtime_dir {str(lock_dir)!r} cannot be used: its files "
+                                  f"cannot be locked ({why.strerror}); choose a folder on a local disk") from None
         _claimed[kind] = (uid, handle)
         return uid
     return None

@@ -28,7 +28,7 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .folders import SANDBOX_WORKDIR, claim_uid, make_private_dir, remove_private_dir
+from .folders import SANDBOX_WORKDIR, SIGNAL_REMOVAL_TIMEOUT_S, claim_uid, empty_folder, make_private_dir, remove_private_dir
 
 __all__ = ["GraderParent", "GraderChild", "GraderError", "get_grader_parent", "harness_bootstrap", "close_all", "close_each", "end_process", "GRADER_UID_OFFSET"]
 
@@ -173,8 +173,9 @@ class GraderParent:
 
     def start_child(self, folder: str | None, patterns: list[str]) -> "GraderChild":
         """Fork a grader for one notebook, with the files of ``folder`` matching ``patterns`` to import."""
-        for entry in self.work.iterdir():
-            entry.unlink() if not entry.is_dir() or entry.is_symlink() else shutil.rmtree(entry)
+        if not empty_folder(self.work):  # the last notebook's files must not reach this one
+            self.close()
+            raise GraderError(f"the grader's working folder {self.work} could not be emptied")
         if folder and os.path.isdir(folder):
             # As the student kernel's working folder (kernel_manager._copy_workdir): relative paths, no links.
             for dirpath, dirnames, filenames in os.walk(folder):
@@ -207,7 +208,7 @@ class GraderParent:
             channel = getattr(self, "fd_channel", None)
             if channel is not None:
                 channel.close()
-            remove_private_dir(self.root)
+            remove_private_dir(self.root, timeout_s=SIGNAL_REMOVAL_TIMEOUT_S if now else 300)
 
 
 class GraderChild:

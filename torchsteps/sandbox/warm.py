@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from .folders import chown_tree, make_private_dir, remove_private_dir, remove_tree
+from .folders import SIGNAL_REMOVAL_TIMEOUT_S, chown_tree, empty_folder, make_private_dir, remove_private_dir
 from .grader_process import close_each, end_process, harness_bootstrap
 from .memory_cgroup import memory_cgroup_or_none
 
@@ -133,16 +133,8 @@ class Zygote:
             except ZygoteError:
                 self.close()  # it no longer answers; get_zygote starts a new one
                 return
-        for folder in (self.work_dir, self.run_dir):
-            for entry in folder.iterdir():
-                if entry.is_dir() and not entry.is_symlink():
-                    gone = remove_tree(entry)
-                else:
-                    entry.unlink(missing_ok=True)
-                    gone = True
-                if not gone:  # the next student's kernel must not see this one's files: start afresh
-                    self.close()
-                    return
+        if not all(empty_folder(folder) for folder in (self.work_dir, self.run_dir)):
+            self.close()  # the next student's kernel must not see this one's files: start afresh
 
     def close(self, now: bool = False) -> None:
         """End the parent and its kernels and remove the folder; ``now``: from a signal handler (no goodbye,
@@ -159,7 +151,7 @@ class Zygote:
             if process is not None:
                 end_process(process, now)
         finally:
-            remove_private_dir(self.root)
+            remove_private_dir(self.root, timeout_s=SIGNAL_REMOVAL_TIMEOUT_S if now else 300)
             if getattr(self, "cgroup", None) is not None:
                 self.cgroup.remove()
                 self.cgroup = None
