@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -361,3 +362,65 @@ def test_the_notebook_gets_a_fresh_grader_when_the_warm_one_closed_itself(monkey
     executor._grader = None
     with pytest.raises(GraderError):
         trusted_execute.TrustedExecute._grader_child(executor)
+
+
+def test_a_warm_parent_is_closed_once(tmp_path, monkeypatch):
+    # Review: a parent that closed itself (its folder could not be emptied) was closed again when replaced,
+    # which removed the same stubborn folder again (up to 600 s each time).
+    from torchsteps.sandbox import grader_process, warm
+
+    removals = []
+    for module in (warm, grader_process):
+        monkeypatch.setattr(module, "remove_private_dir", lambda root, timeout_s=300: (removals.append(root), remove_private_dir(root)))
+    manager = _manager(tmp_path, "")
+    manager.sandbox_command = lambda argv, root, **options: [sys.executable, "-c", _TINY_PARENT]
+    for parent in (Zygote(manager, []), GraderParent(_manager(tmp_path, '{"op": "ready"}\n'), sandboxed=True)):
+        parent.close()
+        parent.close(now=True)
+    assert len(removals) == 2 and len(set(removals)) == 2
+
+
+def test_removals_from_a_signal_handler_end_together_within_the_limit(tmp_path):
+    # Review: each folder had its own limit, and shutil.rmtree (which nothing stops) ran first: a kernel's
+    # many files could hold the signal path past a batch system's SIGKILL.
+    trees = []
+    for n in range(3):
+        tree = tmp_path / f"tree{n}"
+        tree.mkdir()
+        for i in range(3000):
+            (tree / str(i)).write_text("")
+        trees.append(tree)
+    start = time.monotonic()
+    with folders.removals_within(0.0):
+        assert not any(folders.remove_tree(tree) for tree in trees)  # no time left: nothing is even tried
+    assert time.monotonic() - start < 1.0 and all(tree.exists() for tree in trees)
+    with folders.removals_within(60):
+        assert all(folders.remove_tree(tree) for tree in trees)
+    assert folders._removals_deadline is None
+
+
+def test_the_fallback_chmod_never_follows_a_link_that_took_the_folders_name(tmp_path, monkeypatch):
+    # Review: `chmod -R u+rwx PATH` follows PATH when it is a link; an entry swapped for a link to another
+    # folder between the check and chmod had that folder's modes changed.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "secret").write_text("x")
+    os.chmod(victim / "secret", 0o400)
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    real_run, calls = subprocess.run, []
+
+    def run(command, *args, **kwargs):
+        calls.append(command[0])
+        if calls == ["rm"]:
+            return None  # as if rm could not remove it (a folder without write permission, as a non-root user)
+        if command[0] == "chmod":  # a link takes the folder's name just before chmod runs
+            entry.rename(tmp_path / "moved")
+            entry.symlink_to(victim)
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(folders.subprocess, "run", run)
+    folders.remove_tree(entry, timeout_s=5)
+    monkeypatch.undo()
+    assert calls == ["rm", "chmod", "rm"] and not os.path.lexists(entry)
+    assert stat.S_IMODE(os.stat(victim / "secret").st_mode) == 0o400

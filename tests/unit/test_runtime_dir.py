@@ -301,7 +301,7 @@ def test_a_dangling_link_planted_where_the_folder_would_be_is_named(tmp_path):
 def test_a_link_of_ones_own_to_a_missing_folder_has_it_made(tmp_path):
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "made" / "here")
-    assert prepare_runtime_dir(link) == link
+    assert prepare_runtime_dir(link) == tmp_path / "made" / "here"  # the folder itself: no link to re-resolve
     assert stat.S_IMODE(os.lstat(tmp_path / "made" / "here").st_mode) & 0o022 == 0
 
 
@@ -329,9 +329,12 @@ def test_in_a_rootless_container_the_system_folders_count_as_roots_and_other_use
     planted = shared_tmp / "planted"  # root's outside, so 65534 inside, as another user's would be
     planted.mkdir(mode=0o755)
     try:
-        said = _as_nobody(shared_tmp, fresh, planted / "runtime", namespace=True)
+        said = _as_nobody(shared_tmp, fresh, planted / "runtime", "/usr/share/torchsteps-probe", namespace=True)
         assert said[0] == f"ok {fresh}", said
         assert said[1].startswith("refused ") and f"lies in {shared_tmp}, which belongs to user id 65534" in said[1], said
+        # Review: a folder of 65534 in a folder nobody else may write to was trusted too, and so was another
+        # user's /home/bob. Only the system's own folders are (/usr is; /usr/share is not on the list).
+        assert "lies in /usr/share, which belongs to user id 65534" in said[2], said
         assert fresh.is_dir() and fresh.stat().st_uid == OTHER_USER  # this user's, seen from outside
         assert list(planted.iterdir()) == []
     finally:
@@ -366,3 +369,31 @@ def test_a_file_system_without_locks_is_said_not_taken_for_every_id_being_in_use
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with pytest.raises(RuntimeDirError, match=r"cannot be used: its files cannot be locked \(No locks available\)"):
         claim_uid(61000, tmp_path / "runtime", "probe-no-locks")
+
+
+def test_a_path_that_resolves_to_a_refused_folder_makes_nothing_and_says_where_it_led(tmp_path):
+    # Review: "new/.." made "new" before the folder reached (the shared one) was refused, and the message
+    # named only the path as written.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(RuntimeDirError, match=f"resolves to {shared}, which may be written by others"):
+        prepare_runtime_dir(shared / "new" / "..")
+    assert list(shared.iterdir()) == []
+
+
+def test_a_link_loop_is_said_as_such(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(RuntimeDirError, match="cannot be used: too many links: .*loop; choose") as refused:
+        prepare_runtime_dir(tmp_path / "loop")
+    assert "another user" not in str(refused.value)
+
+
+def test_the_folder_returned_is_absolute_and_not_the_root(tmp_path, monkeypatch):
+    # Review: a relative runtime_dir stayed relative (bubblewrap resolves a relative bind in the sandbox's
+    # working folder), and "/" was accepted, so lock files and kernel folders would go straight into /.
+    monkeypatch.chdir(tmp_path)
+    assert prepare_runtime_dir("runtime") == tmp_path / "runtime"
+    for root in ("/", "/var/..", str(tmp_path) + "/" + "../" * len(tmp_path.parts)):
+        with pytest.raises(RuntimeDirError, match="cannot be used: it resolves to / itself"):
+            prepare_runtime_dir(root)

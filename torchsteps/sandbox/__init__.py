@@ -19,13 +19,17 @@ def close_all(now: bool = False) -> None:
     it was waiting for, a pipe it was writing to). The folders hold the working copy of the notebook being
     graded, that is, the student's files.
     """
+    import contextlib
+
     from . import folders, grader_process, warm
 
-    try:
-        warm.close_all(now)
-    finally:
+    # From a signal handler, all the removals together get SIGNAL_REMOVAL_TIMEOUT_S; what is left is swept later.
+    with folders.removals_within(folders.SIGNAL_REMOVAL_TIMEOUT_S) if now else contextlib.nullcontext():
         try:
-            grader_process.close_all(now)
+            warm.close_all(now)
         finally:
-            # Also the folders of a sandbox that was still starting when the signal came (not listed above yet).
-            folders.remove_all_private_dirs(timeout_s=folders.SIGNAL_REMOVAL_TIMEOUT_S if now else 300)
+            try:
+                grader_process.close_all(now)
+            finally:
+                # Also the folders of a sandbox that was still starting when the signal came (not listed above yet).
+                folders.remove_all_private_dirs(timeout_s=folders.SIGNAL_REMOVAL_TIMEOUT_S if now else 300)

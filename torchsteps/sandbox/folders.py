@@ -15,6 +15,7 @@ whose owner is dead (:func:`sweep_orphans`).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import logging
@@ -29,7 +30,7 @@ from pathlib import Path
 __all__ = [
     "SANDBOX_WORKDIR", "SANDBOX_SCRATCH", "SANDBOX_GIVEN", "PRIVATE_DIR_PREFIX", "RuntimeDirError",
     "SIGNAL_REMOVAL_TIMEOUT_S", "prepare_runtime_dir", "make_private_dir", "empty_folder",
-    "remove_private_dir", "remove_all_private_dirs", "sweep_orphans", "remove_tree", "chown_tree",
+    "remove_private_dir", "remove_all_private_dirs", "sweep_orphans", "remove_tree", "removals_within", "chown_tree",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,14 @@ class RuntimeDirError(RuntimeError):
 
 _MAX_LINKS = 40  # as the kernel's path resolution (ELOOP)
 
+# In a rootless container (`unshare -r`, Apptainer --userns) / and the system's folders belong to the
+# overflow user id 65534, and so does everything of every other user outside the container (another
+# user's /home/bob or /var/tmp/x too). Of that owner's folders only these are taken for the system's.
+_SYSTEM_FOLDERS = frozenset({
+    "/", "/home", "/media", "/mnt", "/opt", "/run", "/srv", "/tmp", "/usr", "/usr/local",
+    "/var", "/var/cache", "/var/lib", "/var/local", "/var/lock", "/var/run", "/var/tmp",
+})
+
 
 def _shared(info: os.stat_result) -> bool:
     """Whether users other than the owner (and root) may make and rename entries in this folder."""
@@ -81,16 +90,21 @@ def _unsafe_step(path: str, info: os.stat_result, trusted: set[int], me: int, la
     return None
 
 
-def _walk(base: Path, me: int) -> tuple[str, os.stat_result, str | None]:
-    """Resolve ``base`` as the kernel does, one part at a time, making missing folders (mode 711) only
-    inside folders already checked: the folder it names, its lstat and None, or the first unsafe part,
-    its lstat and the reason (nothing is made after it)."""
+def _walk(base: Path, me: int, make: bool) -> tuple[str, os.stat_result | None, str | None]:
+    """Resolve ``base`` as the kernel does, one part at a time: the folder it names, its lstat (None when
+    it is still to be made) and None; or the first part another user could change, its lstat and why.
+
+    A folder is checked as one on the way only when the walk goes into it (after ``x/..`` it never did);
+    the folder reached, as the last. With ``make``, a missing folder is made (mode 711) inside a folder
+    that has passed; without, it is taken as one this user will make.
+    """
     top = os.lstat("/")
-    reason = _unsafe_step("/", top, {0, me, top.st_uid}, me, last=False)
-    if reason:
-        return "/", top, reason
-    walked = [("/", top)]  # the folders walked into, so that ".." (after the links before it) goes back one
-    parts = list(Path(os.getcwd(), base).parts[1:])
+
+    def trusted(path: str) -> set[int]:
+        return {0, me, top.st_uid} if path in _SYSTEM_FOLDERS else {0, me}
+
+    walked: list[tuple[str, os.stat_result | None]] = [("/", top)]  # so that ".." goes back one
+    parts = list(Path(os.getcwd(), base).parts[1:])  # ".." kept: it applies after the links before it
     links = 0
     while parts:
         name = parts.pop(0)
@@ -100,24 +114,30 @@ def _walk(base: Path, me: int) -> tuple[str, os.stat_result, str | None]:
             continue
         parent, parent_info = walked[-1]
         step = os.path.join(parent, name)
+        if parent_info is None:  # inside a folder still to be made: this one is too
+            walked.append((step, None))
+            continue
+        reason = _unsafe_step(parent, parent_info, trusted(parent), me, last=False)
+        if reason:
+            return parent, parent_info, reason
         try:
             info = os.lstat(step)
         except FileNotFoundError:
+            if not make:
+                walked.append((step, None))
+                continue
             try:
-                os.mkdir(step, 0o711)  # in a folder that passed, so nobody else can swap it afterwards
-            except FileExistsError:  # made meanwhile: checked below like any other
+                os.mkdir(step, 0o711)  # in a folder that has passed, so nobody else can swap it afterwards
+            except FileExistsError:  # made meanwhile: checked like any other
                 pass
             info = os.lstat(step)
-        # Outside a rootless container's user namespace every user shows as the owner of / (see below).
-        trusted = {0, me} if _shared(parent_info) else {0, me, top.st_uid}
-        last = not parts and not stat.S_ISLNK(info.st_mode)
-        reason = _unsafe_step(step, info, trusted, me, last=last)
-        if reason:
-            return step, info, reason
         if stat.S_ISLNK(info.st_mode):
+            reason = _unsafe_step(step, info, trusted(step), me, last=False)
+            if reason:
+                return step, info, reason
             links += 1
             if links > _MAX_LINKS:
-                return step, info, "goes through too many links"
+                raise OSError(errno.ELOOP, "too many links", step)
             target = Path(os.readlink(step))
             parts = list(target.parts[1:] if target.is_absolute() else target.parts) + parts
             if target.is_absolute():
@@ -126,40 +146,43 @@ def _walk(base: Path, me: int) -> tuple[str, os.stat_result, str | None]:
             raise NotADirectoryError(errno.ENOTDIR, "not a folder", step)
         else:
             walked.append((step, info))
-            if last:
-                return step, info, None
-    path, info = walked[-1]  # ends with ".." (or is /): the folder gone back to was checked as one on the way
-    return path, info, _unsafe_step(path, info, {me}, me, last=True)
+    path, info = walked[-1]
+    if path == "/":
+        raise IsADirectoryError(errno.EISDIR, "it resolves to / itself", str(base))
+    return path, info, None if info is None else _unsafe_step(path, info, {me}, me, last=True)
 
 
 def prepare_runtime_dir(runtime_dir: str | Path) -> Path:
-    """``runtime_dir``, after checking that no other user can change it; missing folders are made (mode 711).
+    """The folder ``runtime_dir`` resolves to (absolute, no links), after checking that no other user can
+    change it; missing folders are made (mode 711).
 
     The default, ``/var/tmp/torchsteps``, lies in a folder every user may write to: another user could have
     made it first, or made it a link, and then plant links where grading (perhaps as root) writes its lock
     files and the students' files. So every folder on the way, and every link followed, must belong to root
     or to this user; folders on the way may be writable by others only when sticky (``/tmp``, ``/var/tmp``);
-    the last must be this user's and writable by nobody else. A missing folder is made only inside one
-    already checked, so a refused path has nothing made below the part refused.
-
-    The owner of ``/`` counts as root (whoever owns ``/`` can replace any folder anyway): in a rootless
-    container (``unshare -r``, rootless Podman) ``/`` and the system's folders belong to the overflow user
-    id 65534. Every user outside the container shows as that id too, so its entries are trusted only in a
-    folder nobody else may write to (in ``/var/tmp`` such an entry may be another user's).
+    the folder reached must be this user's and writable by nobody else, and not ``/``. The path is checked
+    whole before anything is made, then walked again making what is missing (each folder inside one that
+    has passed again), so a refused path has nothing made. In a rootless container, the system's folders
+    belong to the overflow user id (65534): that owner counts as root for :data:`_SYSTEM_FOLDERS` only.
 
     Raises:
         RuntimeDirError: with the reason (another user's folder or link on the way, a folder others may
-            write to, a part that is not a folder, a folder that cannot be made) and what to do.
+            write to, a part that is not a folder, a link loop, a folder that cannot be made) and what to do.
     """
     base = Path(runtime_dir)
     where = f"SandboxedKernelManager.runtime_dir {str(base)!r}"
     me = os.geteuid()
     try:
-        path, info, reason = _walk(base, me)
+        path, info, reason = _walk(base, me, make=False)
+        if reason is None:
+            path, info, reason = _walk(base, me, make=True)
     except OSError as why:
-        raise RuntimeDirError(f"{where} cannot be used: {why}") from None
+        detail = f"{why.strerror}: {why.filename}" if why.filename and why.strerror else str(why)
+        raise RuntimeDirError(f"{where} cannot be used: {detail}; choose a folder of your own in nbgrader_config.py") from None
     if reason is None:
-        return base
+        return Path(path)
+    if not reason.startswith(("lies in", "goes through")) and str(Path(os.getcwd(), base)) != path:
+        reason = f"resolves to {path}, which {reason}"
     advice = "choose a folder of your own in nbgrader_config.py"
     if stat.S_ISDIR(info.st_mode) and "may be written" in reason:
         if info.st_mode & stat.S_ISVTX:  # shared on purpose (/var/tmp): never suggest changing it
@@ -210,23 +233,64 @@ def remove_tree(path: str | Path, timeout_s: float = 300) -> bool:
     can make removal hard: folders nested deeper than Python's recursion limit (``shutil.rmtree`` of
     Python 3.11 recurses and raises ``RecursionError``) or without write permission (``chmod 500``).
     Those fall back to ``chmod -R u+rwx`` and ``rm -rf --one-file-system`` (coreutils walk a tree without
-    recursion and never follow links), each given at most ``timeout_s`` seconds. Never raises.
+    recursion and never follow links), which share ``timeout_s`` seconds. With a short ``timeout_s`` (the
+    signal path) or inside :func:`removals_within`, ``shutil.rmtree``, which no time limit stops, is
+    skipped. Never raises.
     """
     path = Path(path)
+    deadline = time.monotonic() + timeout_s
+    if _removals_deadline is not None:
+        deadline = min(deadline, _removals_deadline)
+    if timeout_s > SIGNAL_REMOVAL_TIMEOUT_S and _removals_deadline is None:
+        try:
+            shutil.rmtree(path)
+            return True
+        except (OSError, RecursionError):
+            pass
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": False}
+
+    def rm() -> bool:
+        if deadline > time.monotonic():
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], timeout=deadline - time.monotonic(), **quiet)
+        return not os.path.lexists(path)
+
+    handle = None
     try:
-        shutil.rmtree(path)
-        return True
-    except (OSError, RecursionError):
-        pass
-    try:
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            subprocess.run(["chmod", "-R", "u+rwx", "--", str(path)], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s, check=False)
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s, check=False)
+        if rm():
+            return True
+        try:
+            handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # a link or a file now: rm -rf removes just that
+            pass
+        if handle is not None and deadline > time.monotonic():
+            # Through the descriptor: the folder checked, even if a link took its name since (chmod
+            # follows a link given to it). The trailing "/" makes chmod -R go into what the fd link names.
+            target = f"/proc/self/fd/{handle}/" if os.path.isdir(f"/proc/self/fd/{handle}") else str(path)
+            subprocess.run(["chmod", "-R", "u+rwx", "--", target], pass_fds=(handle,),
+                           timeout=deadline - time.monotonic(), **quiet)
+        rm()
     except (OSError, subprocess.SubprocessError):
         pass
+    finally:
+        if handle is not None:
+            os.close(handle)
     return not os.path.lexists(path)
+
+
+_removals_deadline: float | None = None
+
+
+@contextlib.contextmanager
+def removals_within(seconds: float):
+    """Every :func:`remove_tree` inside the ``with`` ends within ``seconds`` of its start, all together (the
+    signal path: a batch system follows SIGTERM with SIGKILL within seconds; what is left is swept later)."""
+    global _removals_deadline
+    before = _removals_deadline
+    _removals_deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _removals_deadline = before
 
 
 def empty_folder(folder: str | Path) -> bool:

@@ -200,6 +200,9 @@ class GraderParent:
 
     def close(self, now: bool = False) -> None:
         """Kill the grader sandbox and remove its folder; ``now``: from a signal handler (see :func:`end_process`)."""
+        if getattr(self, "closed", False):  # once: a parent that closed itself is closed again when replaced
+            return
+        self.closed = True
         try:
             process = getattr(self, "process", None)  # None: it failed to start
             if process is not None:

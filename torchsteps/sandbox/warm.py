@@ -139,6 +139,9 @@ class Zygote:
     def close(self, now: bool = False) -> None:
         """End the parent and its kernels and remove the folder; ``now``: from a signal handler (no goodbye,
         no waiting: :func:`~torchsteps.sandbox.grader_process.end_process`)."""
+        if getattr(self, "closed", False):  # once: a parent that closed itself is closed again when replaced
+            return
+        self.closed = True
         try:
             process = getattr(self, "process", None)  # None: it failed to start
             if process is not None and not now and process.poll() is None:
