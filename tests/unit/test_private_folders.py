@@ -179,11 +179,26 @@ sys.exit(1 if os.path.lexists(root) else 0)
 """
 
 
-def test_folders_a_kernel_made_read_only_are_removed(tmp_path_factory):
+_UNREADABLE_TREE = """
+import os, sys
+from torchsteps.sandbox.folders import make_private_dir, remove_private_dir, remove_tree
+root = make_private_dir(sys.argv[1])
+shut = root / "work" / "shut"
+(shut / "inner").mkdir(parents=True)
+(shut / "inner" / "answer.pt").write_text("x")
+os.chmod(shut, 0o000)  # not even readable: the fallback must still get in (review: O_RDONLY could not open it)
+gone = remove_tree(shut)
+remove_private_dir(root)
+sys.exit(0 if gone else 1)
+"""
+
+
+@pytest.mark.parametrize("script", [_LOCKED_TREE, _UNREADABLE_TREE], ids=["read-only", "unreadable"])
+def test_folders_a_kernel_made_read_only_are_removed(tmp_path_factory, script):
     # A kernel that is not isolated runs as the grading user, who is not root: `chmod 500` on a folder
     # keeps its entries from being removed (root would not care).
     base = Path(tmp_path_factory.mktemp("ordinary", numbered=True))
-    command = [sys.executable, "-c", _LOCKED_TREE, str(base / "runtime")]
+    command = [sys.executable, "-c", script, str(base / "runtime")]
     if os.geteuid() == 0:  # as an ordinary user, as an instructor grades
         nobody = 65534
         for folder in (base, *base.parents):
@@ -424,3 +439,28 @@ def test_the_fallback_chmod_never_follows_a_link_that_took_the_folders_name(tmp_
     monkeypatch.undo()
     assert calls == ["rm", "chmod", "rm"] and not os.path.lexists(entry)
     assert stat.S_IMODE(os.stat(victim / "secret").st_mode) == 0o400
+
+
+def test_a_signal_during_an_ordinary_close_still_ends_the_warm_parent(tmp_path):
+    # Review: close() marked itself closed before its work; a signal handler's close(now=True) while the
+    # ordinary close waited for the parent to say goodbye returned at once, and the handler's os._exit
+    # left the sandbox (its own session) running with the student's kernels.
+    import threading
+
+    zygote = Zygote.__new__(Zygote)
+    zygote.root = make_private_dir(tmp_path)
+    zygote.process = subprocess.Popen(["sleep", "1000"], stdin=subprocess.PIPE, text=True, start_new_session=True)
+    ended_by_handler = []
+
+    def handler():  # what _exit_now does, just before os._exit
+        zygote.close(now=True)
+        ended_by_handler.append(zygote.process.poll() is not None)
+
+    timer = threading.Timer(0.5, handler)
+    timer.start()
+    try:
+        zygote.close()  # waits up to 5 s for a goodbye that never comes
+    finally:
+        timer.join()
+        zygote.process.kill()
+    assert ended_by_handler == [True], "the handler's close left the warm parent running"

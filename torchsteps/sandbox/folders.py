@@ -259,14 +259,14 @@ def remove_tree(path: str | Path, timeout_s: float = 300) -> bool:
         if rm():
             return True
         try:
-            handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_PATH: also a folder without read permission (chmod 000) can be opened.
+            handle = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # a link or a file now: rm -rf removes just that
             pass
-        if handle is not None and deadline > time.monotonic():
-            # Through the descriptor: the folder checked, even if a link took its name since (chmod
-            # follows a link given to it). The trailing "/" makes chmod -R go into what the fd link names.
-            target = f"/proc/self/fd/{handle}/" if os.path.isdir(f"/proc/self/fd/{handle}") else str(path)
-            subprocess.run(["chmod", "-R", "u+rwx", "--", target], pass_fds=(handle,),
+        # Through the descriptor: the folder checked, even if a link took its name since (chmod follows a
+        # link given to it); without /proc, no chmod. The trailing "/" makes chmod -R go into it.
+        if handle is not None and deadline > time.monotonic() and os.path.isdir(f"/proc/self/fd/{handle}"):
+            subprocess.run(["chmod", "-R", "u+rwx", "--", f"/proc/self/fd/{handle}/"], pass_fds=(handle,),
                            timeout=deadline - time.monotonic(), **quiet)
         rm()
     except (OSError, subprocess.SubprocessError):
@@ -337,6 +337,8 @@ def _forget_after_fork() -> None:
             except OSError:
                 pass
     _owned.clear()
+    global _removals_deadline
+    _removals_deadline = None  # the signal path's deadline is the parent's
     for _, handle in _claimed.values():  # nor its user ids: its own sandboxes claim their own
         try:
             os.close(handle)

@@ -202,7 +202,6 @@ class GraderParent:
         """Kill the grader sandbox and remove its folder; ``now``: from a signal handler (see :func:`end_process`)."""
         if getattr(self, "closed", False):  # once: a parent that closed itself is closed again when replaced
             return
-        self.closed = True
         try:
             process = getattr(self, "process", None)  # None: it failed to start
             if process is not None:
@@ -212,6 +211,8 @@ class GraderParent:
             if channel is not None:
                 channel.close()
             remove_private_dir(self.root, timeout_s=SIGNAL_REMOVAL_TIMEOUT_S if now else 300)
+            # Only now: a signal handler's close(now=True) during this one must still end the process.
+            self.closed = True
 
 
 class GraderChild:

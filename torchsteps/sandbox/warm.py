@@ -141,7 +141,6 @@ class Zygote:
         no waiting: :func:`~torchsteps.sandbox.grader_process.end_process`)."""
         if getattr(self, "closed", False):  # once: a parent that closed itself is closed again when replaced
             return
-        self.closed = True
         try:
             process = getattr(self, "process", None)  # None: it failed to start
             if process is not None and not now and process.poll() is None:
@@ -158,6 +157,8 @@ class Zygote:
             if getattr(self, "cgroup", None) is not None:
                 self.cgroup.remove()
                 self.cgroup = None
+            # Only now: a signal handler's close(now=True) during this one must still end the process.
+            self.closed = True
 
 
 class ForkedKernel:
