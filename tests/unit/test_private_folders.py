@@ -414,6 +414,18 @@ def test_removals_from_a_signal_handler_end_together_within_the_limit(tmp_path):
     assert folders._removals_deadline is None
 
 
+def test_a_nested_limit_never_extends_the_outer_one():
+    # Review (left open before): the inner `with` replaced the outer deadline, so 60 s inside 0.5 s gave 60 s.
+    with folders.removals_within(0.5):
+        outer = folders._removals_deadline
+        with folders.removals_within(60):
+            assert folders._removals_deadline == outer
+        with folders.removals_within(0.0):
+            assert folders._removals_deadline < outer
+        assert folders._removals_deadline == outer
+    assert folders._removals_deadline is None
+
+
 def test_the_fallback_chmod_never_follows_a_link_that_took_the_folders_name(tmp_path, monkeypatch):
     # Review: `chmod -R u+rwx PATH` follows PATH when it is a link; an entry swapped for a link to another
     # folder between the check and chmod had that folder's modes changed.

@@ -320,6 +320,15 @@ def test_dot_dot_after_a_link_goes_back_from_where_the_link_led(tmp_path):
     assert os.path.samefile(made, tmp_path / "elsewhere" / "runtime")
 
 
+def test_dot_dot_after_a_missing_folder_is_refused_as_the_kernel_does_and_makes_nothing(tmp_path):
+    # Review (left open before): `ghost/../runtime` made ghost and was accepted; the kernel refuses it (ENOENT).
+    with pytest.raises(RuntimeDirError, match=f"cannot be used: '..' after a folder that does not exist: {tmp_path / 'ghost'}"):
+        prepare_runtime_dir(tmp_path / "ghost" / "deeper" / ".." / ".." / "runtime")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "real").mkdir(mode=0o711)
+    assert prepare_runtime_dir(tmp_path / "real" / ".." / "runtime") == tmp_path / "runtime"
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),
                     reason="needs root (to act as nobody), setpriv and unshare")
 def test_in_a_rootless_container_the_system_folders_count_as_roots_and_other_users_do_not(shared_tmp):

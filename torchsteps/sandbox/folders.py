@@ -109,6 +109,8 @@ def _walk(base: Path, me: int, make: bool) -> tuple[str, os.stat_result | None, 
     while parts:
         name = parts.pop(0)
         if name == "..":
+            if walked[-1][1] is None:  # the kernel refuses a missing folder even with ".." after it
+                raise FileNotFoundError(errno.ENOENT, "'..' after a folder that does not exist", walked[-1][0])
             if len(walked) > 1:
                 walked.pop()
             continue
@@ -287,6 +289,8 @@ def removals_within(seconds: float):
     global _removals_deadline
     before = _removals_deadline
     _removals_deadline = time.monotonic() + seconds
+    if before is not None:  # nested: the outer limit still holds
+        _removals_deadline = min(before, _removals_deadline)
     try:
         yield
     finally:
