@@ -159,3 +159,26 @@ def test_what_a_filter_reads_besides_the_source_is_part_of_the_key():
         assert str(BeautifulSoup(ours, features="html.parser")) == stock
         pages.append(ours)
     assert len(set(pages)) == 3
+
+
+def test_feedback_hides_the_configured_sandbox_folder_not_only_the_default(tmp_path):
+    # Review (left open before): only /var/tmp/torchsteps was hidden; a course that set its own
+    # SandboxedKernelManager.runtime_dir showed that folder (and the path to it) in tracebacks.
+    from torchsteps.nbgrader_plugins.feedback import HideGradingPaths
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    config = Config()
+    config.SandboxedKernelManager.runtime_dir = str(tmp_path / "link")
+    cell = new_code_cell("1/0", outputs=[
+        new_output("error", ename="E", evalue=f"in {tmp_path / 'link'}/torchsteps-kernel-1",
+                   traceback=[f"File {real}/torchsteps-kernel-1/work/a.py"]),
+    ])
+    nb, _ = HideGradingPaths(config=config).preprocess(new_notebook(cells=[cell]), {"nbgrader": {"course_root": str(REPO)}})
+    (error,) = nb.cells[0].outputs
+    assert error.evalue == "in <sandbox>/torchsteps-kernel-1"
+    assert error.traceback == ["File <sandbox>/torchsteps-kernel-1/work/a.py"]
+    nb, _ = HideGradingPaths().preprocess(new_notebook(cells=[new_code_cell("", outputs=[
+        new_output("stream", name="stdout", text="/var/tmp/torchsteps/x\n")])]), {})
+    assert nb.cells[0].outputs[0].text == "<sandbox>/x\n"

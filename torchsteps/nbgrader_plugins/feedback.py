@@ -219,8 +219,16 @@ FEEDBACK_CSP = (
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-def grading_paths(course_root: str | None = None, runtime_dir: str = "/var/tmp/torchsteps") -> list[tuple[str, str]]:
-    """``(path, placeholder)`` pairs, longest path first, for the folders of this grading machine."""
+def grading_paths(course_root: str | None = None, runtime_dir: str | None = None) -> list[tuple[str, str]]:
+    """``(path, placeholder)`` pairs, longest path first, for the folders of this grading machine.
+
+    ``runtime_dir`` is the sandboxes' folder (``SandboxedKernelManager.runtime_dir``; its default when None),
+    hidden as written and as it resolves.
+    """
+    if runtime_dir is None:
+        from ..sandbox.kernel_manager import SandboxedKernelManager
+
+        runtime_dir = SandboxedKernelManager.runtime_dir.default_value
     pairs: dict[str, str] = {}
     for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(sys.executable))):
         for form in (prefix, os.path.realpath(prefix)):
@@ -229,7 +237,9 @@ def grading_paths(course_root: str | None = None, runtime_dir: str = "/var/tmp/t
     if course_root:
         pairs[os.path.abspath(course_root)] = "<course>"
         pairs[os.path.realpath(course_root)] = "<course>"
-    pairs[runtime_dir] = "<sandbox>"
+    for form in (runtime_dir, os.path.abspath(runtime_dir), os.path.realpath(runtime_dir)):
+        if form not in ("/", ""):
+            pairs[form] = "<sandbox>"
     home = os.path.expanduser("~")
     if home not in ("/", ""):
         pairs[home] = "<home>"
@@ -248,7 +258,9 @@ class HideGradingPaths(Preprocessor):
             root = resources["nbgrader"].get("course_root") or None
         except (KeyError, TypeError, AttributeError):
             pass
-        pairs = grading_paths(root or os.getcwd()) + [(p, "<hidden>") for p in self.extra_paths]
+        # The folder the sandboxes were made in, as nbgrader_config.py set it (not only the default).
+        runtime_dir = self.config.get("SandboxedKernelManager", {}).get("runtime_dir") or None
+        pairs = grading_paths(root or os.getcwd(), runtime_dir) + [(p, "<hidden>") for p in self.extra_paths]
         pairs.sort(key=lambda kv: -len(kv[0]))
         self._pattern = re.compile("|".join(re.escape(p) for p, _ in pairs))
         self._names = dict(pairs)
