@@ -386,9 +386,14 @@ def test_a_path_that_resolves_to_a_refused_folder_makes_nothing_and_says_where_i
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
+    (shared / "mine").mkdir(mode=0o711)
     with pytest.raises(RuntimeDirError, match=f"resolves to {shared}, which may be written by others"):
+        prepare_runtime_dir(shared / "mine" / "..")
+    assert [p.name for p in shared.iterdir()] == ["mine"] and list((shared / "mine").iterdir()) == []
+    # A folder that does not exist, with ".." after it, is refused as the kernel refuses it (nothing made).
+    with pytest.raises(RuntimeDirError, match="'..' after a folder that does not exist"):
         prepare_runtime_dir(shared / "new" / "..")
-    assert list(shared.iterdir()) == []
+    assert [p.name for p in shared.iterdir()] == ["mine"]
 
 
 def test_a_link_loop_is_said_as_such(tmp_path):
