@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -124,3 +125,47 @@ def test_a_notebook_without_nbgrader_metadata_gets_it_back_from_the_release(tmp_
     staged = nbformat.read(str(tmp_path / "out" / "01_intro.ipynb"), as_version=4)
     # the answer cell is the one that still starts with `def a():`, not the student's own cell after it
     assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in staged.cells] == ["a", None, "test_a"]
+
+
+# --- links and special files (review: a dangling link stopped the whole class; a link brought a source notebook in)
+
+
+def test_links_and_special_files_are_left_out_named_and_never_followed(tmp_path):
+    submitted = tmp_path / "submitted"
+    _write(submitted, "01_intro.ipynb", _notebook("a", "test_a"))
+    secret = tmp_path / "source" / "02_more.ipynb"  # the instructor's notebook, with its solutions
+    _write(secret.parent, secret.name, _notebook("b", "test_b", "test_c"))
+    (submitted / "02_more.ipynb").symlink_to(secret)
+    (submitted / "data.csv").symlink_to(tmp_path / "nowhere" / "data.csv")  # dangling, as cp -a leaves them
+    (submitted / "srcdir").symlink_to(secret.parent, target_is_directory=True)
+    # (no link to /dev/zero here: a regression would fill the disk before failing)
+    os.mkfifo(submitted / "pipe")
+    (submitted / "sub").mkdir()
+    (submitted / "sub" / "kept.txt").write_text("mine")
+    (submitted / "sub" / "link.txt").symlink_to(secret)
+    before = {p.name: os.lstat(p) for p in submitted.rglob("*")}
+    staged = tmp_path / "staged"
+    notes = stage_submission(submitted, staged, EXPECTED)
+    assert notes == ["left out, not followed: 02_more.ipynb (a link), data.csv (a link), pipe (not a regular file), "
+                     "srcdir (a link), sub/link.txt (a link)"]
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*")) == ["01_intro.ipynb", "sub", "sub/kept.txt"]
+    assert {p.name: os.lstat(p) for p in submitted.rglob("*")} == before  # the submission is as it was
+
+
+def test_a_file_that_cannot_be_read_is_a_reason_on_the_row(tmp_path, monkeypatch):
+    # As a grading user who may not read it (root may: the refusal is simulated where copytree copies).
+    import shutil
+
+    submitted = tmp_path / "submitted"
+    _write(submitted, "01_intro.ipynb", _notebook("a", "test_a"))
+    (submitted / "secret.txt").write_text("x")
+    real_copy = shutil.copyfile
+
+    def copyfile(src, dst, **kwargs):  # what copytree's copy2 calls for each file
+        if os.fspath(src).endswith("secret.txt"):
+            raise PermissionError(13, "Permission denied", os.fspath(src))
+        return real_copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    with pytest.raises(UnreadableSubmission, match=r"could not copy secret.txt from the submission: .*Permission denied"):
+        stage_submission(submitted, tmp_path / "staged", EXPECTED)

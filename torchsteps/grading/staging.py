@@ -15,14 +15,21 @@ never touched, and the copy is normalised where the intent is clear:
   nbgrader metadata (Colab drops it) gets it back from the release, cell by cell, recognised by content
   and position, or a plain reason when its cells cannot be recognised.
 
+Links and special files (FIFOs, devices, sockets) are left out, never followed: a link could bring an
+instructor's file (a source notebook with its solutions) into the graded copy and the student's feedback,
+or name something that never ends (``/dev/zero``). Each one left out is named in a note; the Dask path does
+the same (:func:`torchsteps.grading.cluster._regular_files`).
+
 Each change is reported as a note on the student's row. What cannot be read at all (empty file,
-invalid JSON) raises :class:`UnreadableSubmission` with a plain reason.
+invalid JSON, a file the grading user may not read) raises :class:`UnreadableSubmission` with a plain reason.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import nbformat
@@ -86,8 +93,35 @@ def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozense
     """
     if staged.exists():
         shutil.rmtree(staged)
-    shutil.copytree(submitted, staged, symlinks=False, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     notes: list[str] = []
+    left_out: list[str] = []
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {".ipynb_checkpoints"}
+        for name in names:
+            if name in skipped:
+                continue
+            try:
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+            except OSError:
+                continue  # gone meanwhile, or unreadable: copytree names it below
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                skipped.add(name)
+                kind = "a link" if stat.S_ISLNK(mode) else "not a regular file"
+                left_out.append(f"{Path(folder, name).relative_to(submitted).as_posix()} ({kind})")
+        return skipped
+
+    try:
+        shutil.copytree(submitted, staged, symlinks=True, ignore=ignore)  # symlinks=True: none is followed
+    except shutil.Error as why:  # the files copytree could not copy, after copying the rest
+        failed = [Path(src).relative_to(submitted).as_posix() if Path(src).is_relative_to(submitted) else src
+                  for src, _dst, _why in why.args[0]]
+        raise UnreadableSubmission(f"could not copy {', '.join(sorted(failed))} from the submission: "
+                                   f"{why.args[0][0][2]}") from None
+    except OSError as why:
+        raise UnreadableSubmission(f"could not copy the submission: {why.strerror or why}") from None
+    if left_out:
+        notes.append(f"left out, not followed: {', '.join(sorted(left_out))}")
     notebooks = {}
     for path in sorted(staged.glob("*.ipynb")):
         nb = _repair_cells(_upgrade(_read(path, notes), path.name, notes), path.name, notes)
