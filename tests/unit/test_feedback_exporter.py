@@ -182,3 +182,42 @@ def test_feedback_hides_the_configured_sandbox_folder_not_only_the_default(tmp_p
     nb, _ = HideGradingPaths().preprocess(new_notebook(cells=[new_code_cell("", outputs=[
         new_output("stream", name="stdout", text="/var/tmp/torchsteps/x\n")])]), {})
     assert nb.cells[0].outputs[0].text == "<sandbox>/x\n"
+
+
+HARMFUL_MARKDOWN = "\n\n".join([
+    "[plain](javascript:alert(1))", "[cased](JaVaScRiPt:alert(2))", "[entity](jav&#x61;script:alert(3))",
+    "[spaced]( javascript:alert(4))", "[ref][r]\n\n[r]: javascript:alert(5)", "<javascript:alert(6)>",
+    "[vb](vbscript:msgbox(7))", "[page](data:text/html;base64,PHNjcmlwdD5hbGVydCg4KTwvc2NyaXB0Pg==)",
+    "![img](javascript:alert(9))", "[fine](https://pytorch.org/docs) [relative](notes.md) [anchor](#top)",
+    "![png](attachment:p.png) ![svg](attachment:s.svg)",
+])
+
+
+@pytest.mark.parametrize("who", ["formgrader", "feedback"])
+def test_links_to_harmful_protocols_in_student_markdown_are_dead(who):
+    # Review: [x](javascript:alert(1)) in a markdown cell was a live link in the formgrader (no CSP there).
+    from nbgrader.server_extensions.formgrader import handlers
+
+    from torchsteps.grading.course import load_config
+    from torchsteps.nbgrader_plugins.feedback import FeedbackExporter
+
+    config = load_config(REPO)
+    if who == "formgrader":  # as nbgrader's formgrader makes its exporter (formgrader.py)
+        config.HTMLExporter.template_name = "formgrade"
+        config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+        exporter = HTMLExporter(config=config)
+    else:
+        exporter = FeedbackExporter(config=config)
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
+    cell = new_markdown_cell(HARMFUL_MARKDOWN, attachments={"p.png": {"image/png": PNG}, "s.svg": {"image/svg+xml": svg}})
+    resources = _resources() if who == "feedback" else {  # what formgrader's SubmissionHandler passes
+        "assignment_id": ASSIGNMENT, "notebook_id": "02_creating_tensors", "submission_id": "s1", "index": 0, "total": 1,
+        "base_url": "", "student": "ada", "last_name": "", "first_name": "", "notebook_path": "/x.ipynb"}
+    body, _ = exporter.from_notebook_node(new_notebook(cells=[cell]), resources=resources)
+    hrefs = [a.get("href") for a in BeautifulSoup(body, "html.parser").find_all("a")]
+    srcs = [img.get("src") for img in BeautifulSoup(body, "html.parser").find_all("img")]
+    assert not [u for u in hrefs + srcs if u and ("script:" in u.lower() or u.lower().startswith("data:text"))], hrefs + srcs
+    # 7: the autolink <javascript:...> is no link at all (SanitizeHTML escapes it as a tag first)
+    assert hrefs.count("#harmful-link") == 7 and "javascript:alert(6)" in body, (hrefs, body)
+    assert {"https://pytorch.org/docs", "notes.md", "#top"} <= set(hrefs)
+    assert f"data:image/png;base64,{PNG}" in srcs and f"data:image/svg+xml;base64,{svg}" in srcs and "#harmful-link" in srcs

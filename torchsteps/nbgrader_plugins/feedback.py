@@ -50,12 +50,13 @@ from jinja2 import pass_context as contextfilter
 from nbconvert.exporters import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, List, Unicode
-from traitlets.config import Config
+from traitlets.config import Config, Configurable
 
-__all__ = ["FeedbackHTMLExporter", "add_accessibility_attributes", "FeedbackExporter", "HideGradingPaths", "FEEDBACK_CSP", "grading_paths"]
+__all__ = ["FeedbackHTMLExporter", "SafeMarkdown2HTML", "add_accessibility_attributes", "FeedbackExporter", "HideGradingPaths", "FEEDBACK_CSP", "grading_paths"]
 
 # The text nbconvert's HTMLExporter gives images without one (nbconvert/exporters/html.py).
 MISSING_ALT = "No description has been provided for this image"
@@ -180,6 +181,38 @@ class _RememberedHighlight:
         return _RENDERED.get(key, lambda: h(source, language, metadata))
 
 
+@contextfilter
+class SafeMarkdown2HTML(Configurable):
+    """nbconvert's ``markdown2html`` filter (``HTMLExporter.markdown2html``) with links and images to
+    harmful protocols (``javascript:``, ``vbscript:``, ``data:text/html``...) rendered as
+    ``#harmful-link``, as mistune does by default; nbconvert allows them, so ``[x](javascript:...)`` in a
+    student's markdown was a live link in the formgrader, whose pages have no Content-Security-Policy.
+    Attached images (``data:image/...``, SVG included: an ``<img>`` runs no script) stay as they are.
+
+    Set for every HTML exporter in ``hardening.py`` (``c.HTMLExporter.filters``), so the formgrader's
+    exporter uses it too; nbconvert makes one per exporter with the exporter as ``parent`` and reads its
+    options (``embed_images``, ``anchor_link_text``...). Results are remembered per process (:class:`_RenderCache`).
+    """
+
+    ALLOWED_DATA = ("data:image/svg+xml;",)  # beside mistune's own safe list (http, mailto, data:image/png...)
+
+    def __call__(self, context, source):
+        exporter = self.parent
+        options = {name: getattr(exporter, name, default) for name, default in
+                   (("embed_images", False), ("anchor_link_text", "¶"), ("exclude_anchor_links", False))}
+        lexer_options = getattr(exporter, "lexer_options", {})
+        attachments = context.get("cell", {}).get("attachments", {})
+        path = context.get("resources", {}).get("metadata", {}).get("path", "")
+
+        def render():
+            renderer = IPythonRenderer(escape=False, allow_harmful_protocols=self.ALLOWED_DATA, attachments=attachments,
+                                       path=path, **options, **lexer_options)
+            return MarkdownWithMath(renderer=renderer).render(source)
+
+        key = ("safe-markdown", source, _key(attachments), path, _key(options), _key(lexer_options))
+        return _RENDERED.get(key, render)
+
+
 class FeedbackHTMLExporter(HTMLExporter):
     """``HTMLExporter`` without the second parse of the page, with templates compiled once per process and
     highlighted code and rendered markdown remembered per process."""
@@ -189,13 +222,9 @@ class FeedbackHTMLExporter(HTMLExporter):
         environment.bytecode_cache = _BYTECODE_CACHE
         return environment
 
-    @contextfilter
-    def markdown2html(self, context, source):
-        cell = context.get("cell", {})
-        key = ("markdown", source, _key(cell.get("attachments", {})),
-               context.get("resources", {}).get("metadata", {}).get("path", ""), self.embed_images,
-               self.anchor_link_text, self.exclude_anchor_links, _key(self.lexer_options))
-        return _RENDERED.get(key, lambda: HTMLExporter.markdown2html(self, context, source))
+    def default_filters(self):
+        yield from super().default_filters()
+        yield ("markdown2html", SafeMarkdown2HTML)  # even where hardening.py's config is not loaded
 
     def from_notebook_node(self, nb, resources: dict[str, Any] | None = None, **kw: Any):
         # HTMLExporter.from_notebook_node of nbconvert 7.17 up to the rendering, then the same edits.

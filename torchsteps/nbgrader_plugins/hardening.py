@@ -35,7 +35,7 @@ def harden(c: Config) -> Config:
 
     from .execute import GuardedExecute
     from .export import ExerciseCsvExport
-    from .feedback import FeedbackExporter, HideGradingPaths
+    from .feedback import FeedbackExporter, HideGradingPaths, SafeMarkdown2HTML
     from .preprocessors import (
         CheckCellMetadataCompiled,
         DeduplicateGradeIds,
@@ -97,6 +97,9 @@ def harden(c: Config) -> Config:
     # (JavaScript, SVG) before any HTML exporter renders them; the formgrader's exporter reads this too.
     c.HTMLExporter.preprocessors = [SanitizeHTML]
     c.HTMLExporter.sanitize_html = True
+    # Markdown links and images to javascript: and other harmful protocols become "#harmful-link"
+    # (nbconvert lets them through; the formgrader's pages have no Content-Security-Policy).
+    c.HTMLExporter.filters = {"markdown2html": SafeMarkdown2HTML}
     # `nbgrader export`: stock CsvExportPlugin's columns, then one column per graded cell and the status.
     c.ExportApp.plugin_class = ExerciseCsvExport
     return c
