@@ -109,6 +109,12 @@ def build_class(course):
     (folder("extra_files") / "checks.py").write_text("def check_tensor(*a, **k):\n    pass\n")
     write("extra_files", release, name="scratch.ipynb")
     expect["extra_files"] = ("full", "extra")
+    # copied with `cp -a` from a hub: a dangling link stopped the whole class; a followed one brought in
+    # an instructor's notebook (graded, and zipped into the feedback)
+    write("links", good)
+    (folder("links") / "data.csv").symlink_to("/nonexistent/shared/data.csv")
+    (folder("links") / "solutions.ipynb").symlink_to(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    expect["links"] = ("full", "left out, not followed: data.csv (a link), solutions.ipynb (a link)")
     # --- notebook structure ----------------------------------------------------------------------
     old = copy.deepcopy(good)
     old.nbformat_minor = 0
@@ -263,6 +269,16 @@ def test_submitted_files_are_byte_identical_after_grading(bad_class):
     assert {k: v for k, v in after.items() if k not in collected} == before
 
 
+def test_a_linked_file_reaches_neither_the_graded_copy_nor_the_feedback(bad_class):
+    course, *_ = bad_class
+    graded = {p.name for p in (course / "autograded" / "links" / ASSIGNMENT).iterdir()}
+    assert f"{NOTEBOOK}.ipynb" in graded and not graded & {"data.csv", "solutions.ipynb"}
+    assert not any("solutions" in p.name for p in (course / "feedback" / "links").rglob("*"))
+    with zipfile.ZipFile(course / "feedback_zips" / ASSIGNMENT / "links.zip") as zf:
+        names = zf.namelist()
+    assert any(n.endswith(".html") for n in names) and not any("solutions" in n or "data.csv" in n for n in names), names
+
+
 def test_a_second_sequential_run_gives_the_same_grades(bad_class):
     _, _, _, first, second, _ = bad_class
     strip = lambda rows: {s: {k: v for k, v in r.items()} for s, r in rows.items()}
@@ -303,7 +319,7 @@ def _check(student, row, expectation):
 @pytest.mark.parametrize("student", [
     "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
     "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
-    "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct",
+    "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct", "links",
     "patches_checks", "fake_equal", "reads_source", "lms.student", *REAL_WORLD,
 ])
 def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):
