@@ -221,3 +221,14 @@ def test_links_to_harmful_protocols_in_student_markdown_are_dead(who):
     assert hrefs.count("#harmful-link") == 7 and "javascript:alert(6)" in body, (hrefs, body)
     assert {"https://pytorch.org/docs", "notes.md", "#top"} <= set(hrefs)
     assert f"data:image/png;base64,{PNG}" in srcs and f"data:image/svg+xml;base64,{svg}" in srcs and "#harmful-link" in srcs
+
+
+def test_an_extra_path_that_is_the_course_folder_keeps_its_name(tmp_path):
+    # Review: nbgrader_config.py lists the course folder in extra_paths too, and it read <hidden>.
+    from torchsteps.nbgrader_plugins.feedback import HideGradingPaths
+
+    config = Config()
+    config.HideGradingPaths.extra_paths = [str(tmp_path), "/srv/elsewhere", ""]
+    cell = new_code_cell("", outputs=[new_output("stream", name="stdout", text=f"{tmp_path}/a.py /srv/elsewhere/b x\n")])
+    nb, _ = HideGradingPaths(config=config).preprocess(new_notebook(cells=[cell]), {"nbgrader": {"course_root": str(tmp_path)}})
+    assert nb.cells[0].outputs[0].text == "<course>/a.py <hidden>/b x\n"

@@ -289,8 +289,9 @@ class HideGradingPaths(Preprocessor):
             pass
         # The folder the sandboxes were made in, as nbgrader_config.py set it (not only the default).
         runtime_dir = self.config.get("SandboxedKernelManager", {}).get("runtime_dir") or None
-        pairs = grading_paths(root or os.getcwd(), runtime_dir) + [(p, "<hidden>") for p in self.extra_paths]
-        pairs.sort(key=lambda kv: -len(kv[0]))
+        named = dict(grading_paths(root or os.getcwd(), runtime_dir))
+        # an extra path that is also one of those keeps its name (the course folder reads <course>)
+        pairs = sorted({**{p: "<hidden>" for p in self.extra_paths if p}, **named}.items(), key=lambda kv: -len(kv[0]))
         self._pattern = re.compile("|".join(re.escape(p) for p, _ in pairs))
         self._names = dict(pairs)
         return super().preprocess(nb, resources)
