@@ -27,6 +27,7 @@ from conftest import ASSIGNMENT, COURSE_ID, REPO, copy_course, tree_digest
 from torchsteps.authoring.catalogue import by_notebook
 from torchsteps.authoring.demo_submissions import instructor_answers
 from torchsteps.authoring.submissions import fill_solutions
+from torchsteps.results.status import Status, SubmissionResult, read_status, write_status
 
 NOTEBOOK = "01_numpy_and_pytorch"
 MISTAKE_CELL = "test_to_tensor_copy"
@@ -100,6 +101,10 @@ def steps(tmp_path_factory):
     after_stock = _grade_of(course, "ben", MISTAKE_CELL)
     forced = _run(course, "grade", "--student", "ben", "--force", "-j", "1")
     after_ours = _grade_of(course, "ben", MISTAKE_CELL)
+    # a mistyped --student is refused, and a row such a typo left in an older run's status is dropped
+    typo = subprocess.run([sys.executable, "-m", "torchsteps", "--course", str(course), "grade", "--student", "cleoo"],
+                          cwd=course, capture_output=True, text=True, timeout=10 * 60)
+    write_status(course, read_status(course) + [SubmissionResult("nobody_such", ASSIGNMENT, status=Status.NOT_SUBMITTED)])
     # 4. cleo changes her notebook; grade again without --force
     changed = notebooks["cleo"]
     changed.cells.append(nbformat.v4.new_markdown_cell("I checked my work with pytest --selfcheck."))
@@ -109,7 +114,7 @@ def steps(tmp_path_factory):
     return {
         "course": course, "first": first.stdout, "rows_first": rows_first, "before": before, "submitted_after_first": submitted_after_first,
         "graded_by_hand": graded_by_hand, "after_stock": after_stock, "after_ours": after_ours, "forced": forced.stdout,
-        "incremental": incremental.stdout, "mtimes": mtimes, "mtimes_after": mtimes_after, "rows_last": _rows(course),
+        "incremental": incremental.stdout, "typo": typo, "mtimes": mtimes, "mtimes_after": mtimes_after, "rows_last": _rows(course),
     }
 
 
@@ -179,3 +184,12 @@ def test_only_new_or_changed_submissions_are_graded_again(steps):
     assert "4 submissions" in out and "(2 run now, 2 unchanged and kept)" in out
     # the kept results are still in the export and the table
     assert {s: steps["rows_last"][s]["status"] for s in ("ada", "ben", "cleo")} == dict.fromkeys(("ada", "ben", "cleo"), "graded")
+
+
+def test_a_mistyped_student_is_refused_and_leaves_no_row(steps):
+    # Review: `grade --student nobody_such` exited 0 and that id stayed in every later table as "not submitted".
+    typo = steps["typo"]
+    assert typo.returncode == 2, typo.stdout[-2000:] + typo.stderr[-2000:]
+    assert "no student 'cleoo': not in the gradebook and no folder" in typo.stdout
+    assert not {"cleoo", "nobody_such"} & set(steps["rows_last"])
+    assert {"ada", "ben", "cleo"} <= set(steps["rows_last"])

@@ -67,7 +67,7 @@ def _grade(args) -> int:
 
     from .grading.cluster import ClusterError, DaskCluster
     from .grading.course import course_assignments, open_api
-    from .grading.driver import grade_class
+    from .grading.driver import UnknownStudent, grade_class
     from .grading.outputs import write_outputs
     from .grading.parallel import default_jobs
     from .results.status import Status
@@ -137,6 +137,9 @@ def _grade(args) -> int:
             return 2
         except RosterError as why:
             console.print(f"Cannot read the roster: {why}", markup=False)
+            return 2
+        except UnknownStudent as why:
+            console.print(f"Cannot grade: {why}", markup=False)
             return 2
     # every student's last outcome (results/status.py keeps them), not only those graded in this run
     outputs = write_outputs(api, assignments, report=not args.autograde_only)

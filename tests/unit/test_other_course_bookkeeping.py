@@ -68,6 +68,8 @@ def test_status_records_of_other_assignments_and_students_survive_a_run(tmp_path
     assert {(r.assignment_id, r.student_id): r.status for r in read_status(tmp_path)} == {
         ("a1", "ana"): Status.GRADED, ("a1", "bo"): Status.GRADED, ("a2", "ana"): Status.GRADED,
     }
+    write_status(tmp_path, [SubmissionResult("cy", "a1", Status.GRADED)], forget={("a1", "bo")})  # only that record goes
+    assert {(r.assignment_id, r.student_id) for r in read_status(tmp_path)} == {("a1", "ana"), ("a1", "cy"), ("a2", "ana")}
 
 
 def _rows():

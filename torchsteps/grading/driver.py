@@ -31,7 +31,11 @@ from .parallel import grade_in_parallel
 from .release import release
 from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
 
-__all__ = ["list_submissions", "grade_submission", "grade_class"]
+__all__ = ["list_submissions", "grade_submission", "grade_class", "UnknownStudent"]
+
+
+class UnknownStudent(ValueError):
+    """A student id asked for (``--student``) that is neither in the gradebook nor a folder of ``submitted/``."""
 
 # nbgrader's Gradebook.update_or_create_submission triggers SQLAlchemy autoflush warnings on every
 # autograde of a registered student (nbgrader 0.9.6, harmless: the submission is saved); keep them
@@ -220,6 +224,7 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     cluster's workers instead, one task per submission (:mod:`torchsteps.grading.cluster`); ``jobs`` is then unused.
 
     Raises:
+        UnknownStudent: if a student id of ``students`` is neither in the gradebook nor has a submission folder.
         RuntimeError: if the release itself cannot be generated (a problem of the course, not of a student).
         torchsteps.grading.course.RosterError: if the roster CSV cannot be imported.
     """
@@ -231,6 +236,14 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         if on_note:
             on_note(note)
     selected = list_submissions(api, assignment_id) if students is None else sorted(set(students))
+    if students is not None:  # a mistyped id would otherwise stay in every later table as "not submitted"
+        folders = set(list_submissions(api, assignment_id))
+        unknown = [s for s in selected if s not in known and s not in folders]
+        if unknown:
+            raise UnknownStudent(
+                f"no student {', '.join(repr(s) for s in unknown)}: not in the gradebook and no folder "
+                f"submitted/<student>/{assignment_id}; check the spelling, or add them to the roster"
+            )
     expected = expected_notebooks(api, assignment_id)
     store = DigestStore(api.coursedir, assignment_id)
     digests = {s: submission_digest(api.coursedir, assignment_id, s) for s in selected}
@@ -265,12 +278,11 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     ordered = [results[s] for s in selected]
     # A folder removed since the last run: that student has now submitted nothing.
     folders = set(list_submissions(api, assignment_id))
-    gone = [
-        SubmissionResult(r.student_id, assignment_id, status=Status.NOT_SUBMITTED, finished=time.time())
-        for r in read_status(api.coursedir.root)
-        if r.assignment_id == assignment_id and r.student_id not in results and r.student_id not in folders
-    ]
-    write_status(api.coursedir.root, ordered + gone)
+    earlier = [r.student_id for r in read_status(api.coursedir.root)
+               if r.assignment_id == assignment_id and r.student_id not in results and r.student_id not in folders]
+    gone = [SubmissionResult(s, assignment_id, status=Status.NOT_SUBMITTED, finished=time.time()) for s in earlier if s in known]
+    # An id neither in the gradebook nor in submitted/ (a typo of an older run's --student) is dropped.
+    write_status(api.coursedir.root, ordered + gone, forget={(assignment_id, s) for s in earlier if s not in known})
     if feedback:
         write_feedback_archives(api.coursedir, assignment_id)
     return ordered

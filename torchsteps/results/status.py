@@ -57,15 +57,16 @@ class SubmissionResult:
         self.status = Status(self.status)
 
 
-def write_status(root: str | Path, results: list[SubmissionResult]) -> Path:
+def write_status(root: str | Path, results: list[SubmissionResult], forget=frozenset()) -> Path:
     """Record the run's outcomes in ``<root>/`` :data:`STATUS_FILE` (JSON, one record per submission).
 
     Only earlier records of the same (assignment, student) are replaced: grading a second assignment, or
-    one student, does not erase what the file says about the others.
+    one student, does not erase what the file says about the others. The ``(assignment, student)`` pairs
+    of ``forget`` are removed.
     """
     path = Path(root) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = {(r.assignment_id, r.student_id) for r in results}
+    new = {(r.assignment_id, r.student_id) for r in results} | set(forget)
     kept = [r for r in read_status(root) if (r.assignment_id, r.student_id) not in new]
     merged = sorted(kept + list(results), key=lambda r: (r.assignment_id, r.student_id))
     records = [{**asdict(r), "status": r.status.value} for r in merged]
