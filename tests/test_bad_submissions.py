@@ -115,6 +115,11 @@ def build_class(course):
     (folder("links") / "data.csv").symlink_to("/nonexistent/shared/data.csv")
     (folder("links") / "solutions.ipynb").symlink_to(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     expect["links"] = ("full", "left out, not followed: data.csv (a link), solutions.ipynb (a link)")
+    (course / "submitted" / "linked_folder").mkdir(parents=True)
+    (course / "submitted" / "linked_folder" / ASSIGNMENT).symlink_to(course / "source" / ASSIGNMENT)
+    expect["linked_folder"] = ("error", f"submitted/linked_folder/{ASSIGNMENT} is a link, not a folder")
+    (folder("folder_notebook") / f"{NOTEBOOK}.ipynb").mkdir()
+    expect["folder_notebook"] = ("error", f"{NOTEBOOK}.ipynb is a folder, not a notebook")
     # --- notebook structure ----------------------------------------------------------------------
     old = copy.deepcopy(good)
     old.nbformat_minor = 0
@@ -258,7 +263,11 @@ def bad_class(tmp_path_factory):
     # sequential this time, and every submission again (--force): parallel and sequential must agree
     second = _grade(course, "--jobs", "1", "--force")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    return course, expect, before, rows_first, _rows(course), first.stdout
+    rows_second = _rows(course)
+    # `--student zoë` typed as the Mac folder spells it (NFD): the same student, unchanged, so no kernel
+    third = _grade(course, "--student", unicodedata.normalize("NFD", "zoë"))
+    assert third.returncode == 0 and "zoë: unchanged" in third.stdout, third.stdout[-4000:] + third.stderr[-4000:]
+    return course, expect, before, rows_first, rows_second, first.stdout
 
 
 def test_submitted_files_are_byte_identical_after_grading(bad_class):
@@ -320,6 +329,7 @@ def _check(student, row, expectation):
     "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
     "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
     "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct", "links",
+    "linked_folder", "folder_notebook",
     "patches_checks", "fake_equal", "reads_source", "lms.student", *REAL_WORLD,
 ])
 def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):

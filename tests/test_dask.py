@@ -40,7 +40,7 @@ START_TIMEOUT = 120
 
 
 def build_class(course: Path) -> list[str]:
-    """One notebook per student: right, wrong, blank, unreadable, and one student not on the roster."""
+    """One notebook per student: right, wrong, blank, unreadable, a linked folder, and one student not on the roster."""
     source = nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
     release = nbformat.read(str(course / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
     answers = instructor_answers(source)
@@ -60,7 +60,10 @@ def build_class(course: Path) -> list[str]:
     broken = course / "submitted" / "fox" / ASSIGNMENT
     broken.mkdir(parents=True)
     (broken / f"{NOTEBOOK}.ipynb").write_text("{ not a notebook", encoding="utf-8")
-    roster = sorted(set(notebooks) - {"stranger"} | {"fox"})
+    # an assignment folder that is a link (to the instructor's source/): refused on the instructor's machine
+    (course / "submitted" / "gil").mkdir()
+    (course / "submitted" / "gil" / ASSIGNMENT).symlink_to(course / "source" / ASSIGNMENT)
+    roster = sorted(set(notebooks) - {"stranger"} | {"fox", "gil"})
     write_roster(course, roster)
     return sorted(roster + ["stranger"])
 
@@ -195,7 +198,8 @@ def test_every_student_has_one_progress_line_and_a_result(graded):
     assert {p[1] for p in progress} == {str(len(students))}
     rows = _rows(courses["cluster"])
     assert {s: rows[s]["status"] for s in students} == {**{s: "graded" for s in ("amy", "bob", "cat", "dan", "eve")},
-                                                        "fox": "error", "stranger": "error"}
+                                                        "fox": "error", "gil": "error", "stranger": "error"}
+    assert f"submitted/gil/{ASSIGNMENT} is a link, not a folder" in rows["gil"]["reason"], rows["gil"]
     assert "not a notebook" in rows["fox"]["reason"] or "JSON" in rows["fox"]["reason"], rows["fox"]
     assert "not on the roster" in rows["stranger"]["reason"], rows["stranger"]
 

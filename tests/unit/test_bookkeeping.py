@@ -94,6 +94,42 @@ def test_the_digest_changes_with_the_submission_the_source_or_the_config_only(tm
         assert digest()[0] != before[0] and digest()[1] != before[1], path
 
 
+def test_the_digest_reads_what_staging_copies_and_never_stops_the_class(tmp_path, monkeypatch):
+    # Review: a file the grading user may not read raised PermissionError before any student was graded;
+    # a decomposed-Unicode folder (zoë from a Mac) was never part of its digest, so a resubmission stayed
+    # "unchanged"; a link was followed (a linked file's target counted, a link to a FIFO would block).
+    import os
+    import pathlib
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "zoë")
+    folder = tmp_path / "submitted" / nfd / "a"
+    folder.mkdir(parents=True)
+    (folder / "n.ipynb").write_text("{}")
+    (tmp_path / "target.txt").write_text("1")
+    (folder / "linked.txt").symlink_to(tmp_path / "target.txt")
+    os.mkfifo(folder / "pipe")
+    cd = _coursedir(tmp_path)
+    first = submission_digest(cd, "a", "zoë")  # the roster's id, NFC
+    (tmp_path / "target.txt").write_text("2")
+    assert submission_digest(cd, "a", "zoë") == first  # the link is not followed (staging leaves it out)
+    (folder / "n.ipynb").write_text("{ }")
+    changed = submission_digest(cd, "a", "zoë")
+    assert changed != first  # the NFD folder's files are in the digest
+    (folder / "secret.txt").write_text("x")
+    real_open, real_read = os.open, pathlib.Path.read_bytes
+
+    def refuse(path, *args, **kwargs):  # as for a grading user who may not read it (root may)
+        if os.fspath(path).endswith("secret.txt"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: refuse(self) and real_read(self))
+    unreadable = submission_digest(cd, "a", "zoë")  # no exception: grading goes on and names the file
+    assert unreadable not in (first, changed)
+
+
 def test_feedback_zips_hold_each_students_feedback_and_are_reproducible(tmp_path):
     for student in ("ada", "ben"):
         folder = tmp_path / "feedback" / student / ASSIGNMENT

@@ -232,3 +232,16 @@ def test_an_extra_path_that_is_the_course_folder_keeps_its_name(tmp_path):
     cell = new_code_cell("", outputs=[new_output("stream", name="stdout", text=f"{tmp_path}/a.py /srv/elsewhere/b x\n")])
     nb, _ = HideGradingPaths(config=config).preprocess(new_notebook(cells=[cell]), {"nbgrader": {"course_root": str(tmp_path)}})
     assert nb.cells[0].outputs[0].text == "<course>/a.py <hidden>/b x\n"
+
+
+def test_a_relative_sandbox_folder_is_hidden_only_as_a_path(tmp_path, monkeypatch):
+    # Review: runtime_dir = "run" was also hidden as written, so "running ... runs" became "<sandbox>ning ... <sandbox>s".
+    from torchsteps.nbgrader_plugins.feedback import HideGradingPaths
+
+    monkeypatch.chdir(tmp_path)
+    config = Config()
+    config.SandboxedKernelManager.runtime_dir = "run"
+    text = f"running the model: 3 runs done in {tmp_path}/run/torchsteps-kernel-1\n"
+    cell = new_code_cell("", outputs=[new_output("stream", name="stdout", text=text)])
+    nb, _ = HideGradingPaths(config=config).preprocess(new_notebook(cells=[cell]), {})
+    assert nb.cells[0].outputs[0].text == "running the model: 3 runs done in <sandbox>/torchsteps-kernel-1\n"

@@ -169,3 +169,24 @@ def test_a_file_that_cannot_be_read_is_a_reason_on_the_row(tmp_path, monkeypatch
     monkeypatch.setattr(shutil, "copyfile", copyfile)
     with pytest.raises(UnreadableSubmission, match=r"could not copy secret.txt from the submission: .*Permission denied"):
         stage_submission(submitted, tmp_path / "staged", EXPECTED)
+
+
+def test_a_folder_named_like_a_notebook_is_a_reason_not_a_crash(tmp_path):
+    # Review: a folder `01_intro.ipynb` raised IsADirectoryError, which stopped the whole class.
+    submitted = tmp_path / "submitted"
+    (submitted / "01_intro.ipynb").mkdir(parents=True)
+    with pytest.raises(UnreadableSubmission, match="01_intro.ipynb is a folder, not a notebook"):
+        stage_submission(submitted, tmp_path / "staged", EXPECTED)
+
+
+def test_a_linked_student_or_assignment_folder_is_named(tmp_path):
+    from torchsteps.grading.staging import linked_folder
+
+    (tmp_path / "source" / "a").mkdir(parents=True)
+    (tmp_path / "submitted" / "ada").mkdir(parents=True)
+    (tmp_path / "submitted" / "ada" / "a").symlink_to(tmp_path / "source" / "a")
+    (tmp_path / "submitted" / "ben").symlink_to(tmp_path / "submitted" / "ada")
+    (tmp_path / "submitted" / "cy" / "a").mkdir(parents=True)
+    assert linked_folder(tmp_path / "submitted" / "ada", "a").startswith("submitted/ada/a is a link, not a folder")
+    assert linked_folder(tmp_path / "submitted" / "ben", "a").startswith("submitted/ben is a link, not a folder")
+    assert linked_folder(tmp_path / "submitted" / "cy", "a") is None

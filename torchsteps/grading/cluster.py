@@ -46,7 +46,7 @@ from traitlets.config import Configurable
 from ..constants import SELFCHECK_WHEEL_GLOB
 from ..results.status import Status, SubmissionResult
 from .course import CONFIG_FILE, load_config, open_api
-from .staging import STAGING_DIR
+from .staging import STAGING_DIR, UnreadableSubmission, linked_folder, submission_folder
 
 __all__ = ["DaskCluster", "ClusterError", "CourseBundle", "course_bundle", "grade_on_cluster", "grade_task"]
 
@@ -275,12 +275,23 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
         bundle_future = client.scatter(bundle, broadcast=True, hash=False)
         submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
         futures = {}
+        unsent = []  # submissions that cannot travel: their row says why, and the rest is graded
         for student_id in students:
-            folder = submitted / student_id / assignment_id
-            files = _regular_files(folder) if folder.is_dir() else None
+            student_folder = submission_folder(submitted, student_id)
+            folder = student_folder / assignment_id
+            linked = linked_folder(student_folder, assignment_id)
+            try:
+                if linked:
+                    raise UnreadableSubmission(linked)
+                files = _regular_files(folder) if folder.is_dir() else None
+            except (OSError, UnreadableSubmission) as why:
+                reason = str(why) if isinstance(why, UnreadableSubmission) else f"could not read {why.filename}: {why.strerror}"
+                unsent.append(_failed(student_id, assignment_id, reason))
+                continue
             future = client.submit(grade_task, bundle_future, grade_one, student_id, files, pure=False,
                                    key=f"torchsteps-grade-{student_id}-{uuid.uuid4().hex[:12]}")
             futures[future] = student_id
+        yield from unsent
         pending = set(futures)
         no_workers_since = None
         while pending:

@@ -29,7 +29,7 @@ from .course import register_roster
 from .incremental import DigestStore, submission_digest
 from .parallel import grade_in_parallel
 from .release import release
-from .staging import STAGING_DIR, UnreadableSubmission, stage_submission
+from .staging import STAGING_DIR, UnreadableSubmission, linked_folder, stage_submission, submission_folder
 
 __all__ = ["list_submissions", "grade_submission", "grade_class", "UnknownStudent"]
 
@@ -57,17 +57,6 @@ def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
         unicodedata.normalize("NFC", p.name) for p in submitted.iterdir()
         if p.is_dir() and not p.name.startswith(".") and (p / assignment_id).is_dir()
     })
-
-
-def submission_folder(submitted: Path, student_id: str) -> Path:
-    """``submitted/<student_id>``, or the folder whose name is another Unicode normal form of the same id."""
-    exact = submitted / student_id
-    if exact.is_dir() or not submitted.is_dir():
-        return exact
-    for p in submitted.iterdir():
-        if p.is_dir() and unicodedata.normalize("NFC", p.name) == unicodedata.normalize("NFC", student_id):
-            return p
-    return exact
 
 
 def release_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, dict]:
@@ -162,6 +151,9 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
             result.status = Status.NOT_SUBMITTED
             result.finished = time.time()
             return result
+        linked = linked_folder(student_folder, assignment_id)
+        if linked:
+            raise UnreadableSubmission(linked)
         if not _create_student(api) and student_id not in known_students:
             raise UnreadableSubmission(
                 f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "
@@ -235,7 +227,8 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     for note in collect_lms_downloads(api, assignment_id):
         if on_note:
             on_note(note)
-    selected = list_submissions(api, assignment_id) if students is None else sorted(set(students))
+    # NFC, as list_submissions gives them: `--student zoë` typed in either form is the same student
+    selected = list_submissions(api, assignment_id) if students is None else sorted({unicodedata.normalize("NFC", s) for s in students})
     if students is not None:  # a mistyped id would otherwise stay in every later table as "not submitted"
         folders = set(list_submissions(api, assignment_id))
         unknown = [s for s in selected if s not in known and s not in folders]

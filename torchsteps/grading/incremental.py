@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
+
+from .staging import submission_folder
 
 __all__ = ["DIGEST_DIR", "submission_digest", "DigestStore"]
 
@@ -24,20 +27,45 @@ DIGEST_DIR = ".grading/digests"
 CONFIG_FILE = "nbgrader_config.py"
 
 
+def _file_digest(path: str) -> bytes:
+    """SHA-256 of a regular file, read in chunks; never follows a link or waits on a FIFO swapped in."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return b"not a regular file"
+        return hashlib.file_digest(f, "sha256").digest()
+
+
 def _hash_tree(h, folder: Path, label: str) -> None:
+    """Names and bytes of the regular files under ``folder``, as staging copies them: links and special
+    files are not followed (a link to /dev/zero never ends), and a file that cannot be read counts by its
+    error, so grading goes on to give that student the reason (and a fixed permission changes the digest)."""
     h.update(f"\0{label}\0".encode())
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
+        h.update(b"link" if folder.is_symlink() else b"")
         return
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
-        h.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+    entries = []
+    for top, dirs, files in os.walk(folder, onerror=lambda e: entries.append((os.path.relpath(e.filename, folder), f"unreadable {e.errno}".encode()))):
+        dirs[:] = [d for d in dirs if d != ".ipynb_checkpoints"]  # links to folders are listed here, never entered
+        for name in files:
+            path = os.path.join(top, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue  # a link or special file: staging leaves it out too
+                digest = _file_digest(path)
+            except OSError as why:
+                digest = f"unreadable {why.errno}".encode()
+            entries.append((os.path.relpath(path, folder), digest))
+    for relative, digest in sorted(entries):
+        h.update(relative.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(digest)
 
 
 def submission_digest(coursedir, assignment_id: str, student_id: str) -> str:
     """The SHA-256 (hex) of a submission's files, the assignment's source and the course config."""
     root = Path(coursedir.root)
     h = hashlib.sha256()
-    _hash_tree(h, root / coursedir.submitted_directory / student_id / assignment_id, "submitted")
+    _hash_tree(h, submission_folder(root / coursedir.submitted_directory, student_id) / assignment_id, "submitted")
     _hash_tree(h, root / coursedir.source_directory / assignment_id, "source")
     config = root / CONFIG_FILE
     h.update(b"\0config\0" + (config.read_bytes() if config.is_file() else b""))

@@ -30,18 +30,41 @@ import json
 import os
 import shutil
 import stat
+import unicodedata
 from pathlib import Path
 
 import nbformat
 from nbformat.v4.nbbase import random_cell_id
 
-__all__ = ["STAGING_DIR", "UnreadableSubmission", "stage_submission"]
+__all__ = ["STAGING_DIR", "UnreadableSubmission", "stage_submission", "submission_folder", "linked_folder"]
 
 STAGING_DIR = ".grading/staging/submitted"
 
 
 class UnreadableSubmission(ValueError):
     """A submission no normalisation can make gradable; the message is the reason for the student's row."""
+
+
+def submission_folder(submitted: Path, student_id: str) -> Path:
+    """``submitted/<student_id>``, or the folder whose name is another Unicode normal form of the same id."""
+    exact = submitted / student_id
+    if exact.is_dir() or not submitted.is_dir():
+        return exact
+    for p in submitted.iterdir():
+        if p.is_dir() and unicodedata.normalize("NFC", p.name) == unicodedata.normalize("NFC", student_id):
+            return p
+    return exact
+
+
+def linked_folder(student_folder: Path, assignment_id: str) -> str | None:
+    """Why ``student_folder`` (``submitted/<student>``) or its assignment folder cannot be graded when one of
+    them is a link (to ``source/<assignment>``, another student's folder...); None when neither is."""
+    for folder in (student_folder, student_folder / assignment_id):
+        if folder.is_symlink():
+            where = f"{folder.parent.name}/{folder.name}" if folder != student_folder else folder.name
+            return (f"submitted/{where} is a link, not a folder: only a student's own files are graded; "
+                    "put the files themselves there")
+    return None
 
 
 def _grade_ids(nb: dict) -> frozenset[str]:
@@ -53,7 +76,12 @@ def _grade_ids(nb: dict) -> frozenset[str]:
 
 
 def _read(path: Path, notes: list[str]) -> dict:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise UnreadableSubmission(f"{path.name} is a folder, not a notebook") from None
+    except OSError as why:
+        raise UnreadableSubmission(f"{path.name} cannot be read: {why.strerror or why}") from None
     if not data.strip():
         raise UnreadableSubmission(f"{path.name} is an empty file, not a notebook")
     try:

@@ -252,7 +252,7 @@ def grading_paths(course_root: str | None = None, runtime_dir: str | None = None
     """``(path, placeholder)`` pairs, longest path first, for the folders of this grading machine.
 
     ``runtime_dir`` is the sandboxes' folder (``SandboxedKernelManager.runtime_dir``; its default when None),
-    hidden as written and as it resolves.
+    hidden as an absolute path and as it resolves.
     """
     if runtime_dir is None:
         from ..sandbox.kernel_manager import SandboxedKernelManager
@@ -266,8 +266,9 @@ def grading_paths(course_root: str | None = None, runtime_dir: str | None = None
     if course_root:
         pairs[os.path.abspath(course_root)] = "<course>"
         pairs[os.path.realpath(course_root)] = "<course>"
-    for form in (runtime_dir, os.path.abspath(runtime_dir), os.path.realpath(runtime_dir)):
-        if form not in ("/", ""):
+    # Absolute forms only: a relative one ("run") would also match inside ordinary words ("running").
+    for form in (os.path.abspath(runtime_dir), os.path.realpath(runtime_dir)):
+        if form != "/":
             pairs[form] = "<sandbox>"
     home = os.path.expanduser("~")
     if home not in ("/", ""):
