@@ -181,7 +181,7 @@ class _RememberedHighlight:
         return _RENDERED.get(key, lambda: h(source, language, metadata))
 
 
-@contextfilter
+@contextfilter  # on the class: Jinja reads `jinja_pass_arg` from the instance nbconvert registers, and passes the context
 class SafeMarkdown2HTML(Configurable):
     """nbconvert's ``markdown2html`` filter (``HTMLExporter.markdown2html``) with links and images to
     harmful protocols (``javascript:``, ``vbscript:``, ``data:text/html``...) rendered as
