@@ -190,3 +190,17 @@ def test_a_linked_student_or_assignment_folder_is_named(tmp_path):
     assert linked_folder(tmp_path / "submitted" / "ada", "a").startswith("submitted/ada/a is a link, not a folder")
     assert linked_folder(tmp_path / "submitted" / "ben", "a").startswith("submitted/ben is a link, not a folder")
     assert linked_folder(tmp_path / "submitted" / "cy", "a") is None
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"cells": 5, "nbformat": 4, "nbformat_minor": 2}', "not a list of cells"),
+    (b'{"cells": [1], "nbformat": 4, "nbformat_minor": 5}', "not a list of cells"),
+    (b'{"cells": [], "nbformat": 4, "nbformat_minor": "x"}', "nbformat is not a number"),
+])
+def test_json_of_the_wrong_shape_is_a_reason_not_a_crash(tmp_path, content, reason):
+    # Review: these raised RecursionError, TypeError or AttributeError, which stopped the whole class (-j 1).
+    submitted = tmp_path / "submitted"
+    _write(submitted, "01_intro.ipynb", content)
+    with pytest.raises(UnreadableSubmission, match=reason):
+        stage_submission(submitted, tmp_path / "staged", EXPECTED)

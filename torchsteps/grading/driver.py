@@ -160,7 +160,13 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
                 "or with `nbgrader db student add|import`, or in the formgrader"
             )
         staged = root / STAGING_DIR / student_id / assignment_id
-        result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id))
+        try:
+            result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id))
+        except UnreadableSubmission:
+            raise
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError, MemoryError) as why:
+            # one student's odd file never stops the class: a shape staging did not foresee is that row's reason
+            raise UnreadableSubmission(f"the submission could not be read: {type(why).__name__}: {why}"[:500]) from None
         if student_folder.name != student_id:
             result.notes.append(f"folder '{student_folder.name}' ({len(student_folder.name)} code points) "
                                 f"graded as roster id '{student_id}' (the same name in another Unicode form)")

@@ -93,8 +93,15 @@ def _read(path: Path, notes: list[str]) -> dict:
         nb = json.loads(text)
     except json.JSONDecodeError as e:
         raise UnreadableSubmission(f"{path.name} is not valid notebook JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:  # "[[[[...": nested deeper than Python's recursion limit
+        raise UnreadableSubmission(f"{path.name} is JSON nested too deeply to be a notebook") from None
     if not isinstance(nb, dict) or "cells" not in nb:
         raise UnreadableSubmission(f"{path.name} is JSON but not a notebook (no cells)")
+    # The shapes the steps below rely on (nbformat's schema checks the rest later, per student).
+    if not isinstance(nb["cells"], list) or not all(isinstance(c, dict) for c in nb["cells"]):
+        raise UnreadableSubmission(f"{path.name} is JSON but not a notebook (its cells are not a list of cells)")
+    if not all(isinstance(nb.get(k, 0), int) for k in ("nbformat", "nbformat_minor")):
+        raise UnreadableSubmission(f"{path.name} is JSON but not a notebook (nbformat is not a number)")
     return nb
 
 
