@@ -63,6 +63,12 @@ c.FileNameCollectorPlugin.named_regexp = NAMED_REGEXP
 c.LmsFileNameCollectorPlugin.timestamp_format = TIMESTAMP_FORMAT
 c.ZipCollectApp.strict = False  # a renamed notebook is still collected; grading recognises it by its cells
 
+# --- What of a submission is graded (torchsteps/grading/submission_files.py) ----------------------------
+# Links and special files are left out, never followed; so is any file past these caps, named on the row.
+#   c.SubmissionLimits.max_file_mb = 100        # one file, MiB (a notebook over it is that student's reason)
+#   c.SubmissionLimits.max_submission_mb = 500  # all the files of one submission, MiB
+#   c.SubmissionLimits.max_files = 1000         # files of one submission
+
 # --- No exchange ---------------------------------------------------------------------------------------
 # The course hands out release/ and collects through an LMS; feedback goes back as one zip per student
 # (feedback_zips/). Without these lines nbgrader looks for its shared exchange folder and the formgrader

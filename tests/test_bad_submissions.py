@@ -118,6 +118,15 @@ def build_class(course):
     (course / "submitted" / "linked_folder").mkdir(parents=True)
     (course / "submitted" / "linked_folder" / ASSIGNMENT).symlink_to(course / "source" / ASSIGNMENT)
     expect["linked_folder"] = ("error", f"submitted/linked_folder/{ASSIGNMENT} is a link, not a folder")
+    # a model's weights saved next to the notebook, or a notebook swollen by outputs: never read whole
+    # (before the caps, an 8 GiB file went into memory in the digest, the copy and the Dask client)
+    write("huge_file", good)
+    with (folder("huge_file") / "weights.pt").open("wb") as f:
+        f.truncate(1024**3)  # sparse: takes no disk
+    expect["huge_file"] = ("full", "left out, larger than 100 MiB: weights.pt (1.0 GiB)")
+    with (folder("huge_notebook") / f"{NOTEBOOK}.ipynb").open("wb") as f:
+        f.truncate(150 * 1024**2)
+    expect["huge_notebook"] = ("error", f"{NOTEBOOK}.ipynb is 150.0 MiB: a notebook larger than 100 MiB")
     (folder("folder_notebook") / f"{NOTEBOOK}.ipynb").mkdir()
     expect["folder_notebook"] = ("error", f"{NOTEBOOK}.ipynb is a folder, not a notebook")
     # --- notebook structure ----------------------------------------------------------------------
@@ -329,7 +338,7 @@ def _check(student, row, expectation):
     "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
     "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
     "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct", "links",
-    "linked_folder", "folder_notebook",
+    "linked_folder", "folder_notebook", "huge_file", "huge_notebook",
     "patches_checks", "fake_equal", "reads_source", "lms.student", *REAL_WORLD,
 ])
 def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):

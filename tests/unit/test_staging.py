@@ -153,21 +153,35 @@ def test_links_and_special_files_are_left_out_named_and_never_followed(tmp_path)
 
 
 def test_a_file_that_cannot_be_read_is_a_reason_on_the_row(tmp_path, monkeypatch):
-    # As a grading user who may not read it (root may: the refusal is simulated where copytree copies).
-    import shutil
-
+    # As a grading user who may not read it (root may: the refusal is simulated where the copy opens it).
     submitted = tmp_path / "submitted"
     _write(submitted, "01_intro.ipynb", _notebook("a", "test_a"))
     (submitted / "secret.txt").write_text("x")
-    real_copy = shutil.copyfile
+    real_open = os.open
 
-    def copyfile(src, dst, **kwargs):  # what copytree's copy2 calls for each file
-        if os.fspath(src).endswith("secret.txt"):
-            raise PermissionError(13, "Permission denied", os.fspath(src))
-        return real_copy(src, dst, **kwargs)
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path).endswith("secret.txt"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(shutil, "copyfile", copyfile)
-    with pytest.raises(UnreadableSubmission, match=r"could not copy secret.txt from the submission: .*Permission denied"):
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(UnreadableSubmission, match=r"could not read secret.txt from the submission: Permission denied"):
+        stage_submission(submitted, tmp_path / "staged", EXPECTED)
+
+
+def test_a_folder_that_cannot_be_listed_is_a_reason_on_the_row(tmp_path, monkeypatch):
+    submitted = tmp_path / "submitted"
+    _write(submitted, "01_intro.ipynb", _notebook("a", "test_a"))
+    (submitted / "private").mkdir()
+    real_scandir = os.scandir
+
+    def refuse(path="."):
+        if os.fspath(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(UnreadableSubmission, match=r"could not read private from the submission: Permission denied"):
         stage_submission(submitted, tmp_path / "staged", EXPECTED)
 
 

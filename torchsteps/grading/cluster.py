@@ -46,13 +46,12 @@ from traitlets.config import Configurable
 from ..constants import SELFCHECK_WHEEL_GLOB
 from ..results.status import Status, SubmissionResult
 from .course import CONFIG_FILE, load_config, open_api
-from .staging import STAGING_DIR, UnreadableSubmission, linked_folder, submission_folder
+from .staging import STAGING_DIR, UnreadableSubmission, gradable_files, linked_folder, submission_folder
+from .submission_files import SubmissionFiles, SubmissionLimits, list_submission, read_file
 
 __all__ = ["DaskCluster", "ClusterError", "CourseBundle", "course_bundle", "grade_on_cluster", "grade_task"]
 
 GradeOne = Callable[..., SubmissionResult]
-# What of a submission folder is never sent: editor leftovers.
-_SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}
 
 
 class DaskCluster(Configurable):
@@ -85,16 +84,18 @@ class CourseBundle:
     digest: str = field(default="")
 
 
-def _regular_files(folder: Path) -> dict[str, bytes]:
-    """``{relative path: bytes}`` of the regular files under ``folder``; links are never followed."""
+def _regular_files(folder: Path, listing: SubmissionFiles | None = None) -> dict[str, bytes]:
+    """``{relative path: bytes}`` of the files of ``folder`` that grading takes: the instructor's folders whole
+    (``listing=None``: no size cap), a submission as ``listing`` lists it (:func:`gradable_files`, capped).
+    Links are never followed, nor special files opened (:mod:`torchsteps.grading.submission_files`)."""
+    if listing is None:
+        return {path: read_file(folder / path) for path, _size in list_submission(folder).taken}
     files = {}
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part in _SKIP_DIRS for part in relative.parts) or path.is_symlink() or not path.is_file():
-            continue
-        if any(parent.is_symlink() for parent in path.parents if folder in parent.parents):
-            continue
-        files[relative.as_posix()] = path.read_bytes()
+    for path, _size in listing.taken:
+        try:
+            files[path] = read_file(folder / path, listing.limits.max_file_bytes if listing.limits else None)
+        except OSError as why:  # the same reason as local staging gives
+            raise UnreadableSubmission(f"could not read {path} from the submission: {why.strerror or why}") from None
     return files
 
 
@@ -163,13 +164,14 @@ def _student_folders(api: NbGraderAPI, assignment_id: str, student_id: str) -> d
     }
 
 
-def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str,
-               files: dict[str, bytes] | None) -> tuple[SubmissionResult, dict[str, dict[str, bytes]]]:
+def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str, files: dict[str, bytes] | None,
+               notes: tuple[str, ...] = ()) -> tuple[SubmissionResult, dict[str, dict[str, bytes]]]:
     """Run on a Dask worker: grade one student's submission; returns ``(result, {"autograded"|"feedback": files})``.
 
     ``grade_one`` is :func:`torchsteps.grading.driver.grade_submission` (passed in, sent by reference, so
     this module does not import the driver that imports it). ``files`` are the student's submitted files
-    (``None``: no folder for the assignment was submitted). Never raises for a bad submission.
+    (``None``: no folder for the assignment was submitted); ``notes`` name what the client left out of them
+    (links, files over the caps), first on the row as local staging puts them. Never raises for a bad submission.
     """
     from distributed import Lock, get_worker
 
@@ -192,6 +194,7 @@ def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str,
             with Lock(f"torchsteps/{api.coursedir.course_id}/{assignment_id}/{student_id}"):
                 result = grade_one(api, assignment_id, student_id, set(bundle.roster_ids),
                                    dict(bundle.expected), bundle.feedback)
+            result.notes = [*notes, *result.notes]
             back = {kind: _regular_files(folders[kind]) for kind in ("autograded", "feedback") if folders[kind].is_dir()}
         finally:
             for folder in folders.values():
@@ -274,21 +277,25 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
         bundle = course_bundle(api, assignment_id, roster_ids, expected, feedback)
         bundle_future = client.scatter(bundle, broadcast=True, hash=False)
         submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
+        limits = SubmissionLimits(config=api.config)
         futures = {}
         unsent = []  # submissions that cannot travel: their row says why, and the rest is graded
         for student_id in students:
             student_folder = submission_folder(submitted, student_id)
             folder = student_folder / assignment_id
             linked = linked_folder(student_folder, assignment_id)
+            files, notes = None, ()
             try:
                 if linked:
                     raise UnreadableSubmission(linked)
-                files = _regular_files(folder) if folder.is_dir() else None
+                if folder.is_dir():
+                    listing = gradable_files(folder, limits)  # what local staging would copy, with its notes
+                    files, notes = _regular_files(folder, listing), tuple(listing.notes())
             except (OSError, UnreadableSubmission) as why:
-                reason = str(why) if isinstance(why, UnreadableSubmission) else f"could not read {why.filename}: {why.strerror}"
+                reason = str(why) if isinstance(why, UnreadableSubmission) else f"could not read the submission: {why.strerror or why}"
                 unsent.append(_failed(student_id, assignment_id, reason))
                 continue
-            future = client.submit(grade_task, bundle_future, grade_one, student_id, files, pure=False,
+            future = client.submit(grade_task, bundle_future, grade_one, student_id, files, notes, pure=False,
                                    key=f"torchsteps-grade-{student_id}-{uuid.uuid4().hex[:12]}")
             futures[future] = student_id
         yield from unsent

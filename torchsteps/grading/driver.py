@@ -30,6 +30,7 @@ from .incremental import DigestStore, submission_digest
 from .parallel import grade_in_parallel
 from .release import release
 from .staging import STAGING_DIR, UnreadableSubmission, linked_folder, stage_submission, submission_folder
+from .submission_files import SubmissionLimits
 
 __all__ = ["list_submissions", "grade_submission", "grade_class", "UnknownStudent"]
 
@@ -161,7 +162,8 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
             )
         staged = root / STAGING_DIR / student_id / assignment_id
         try:
-            result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id))
+            result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id),
+                                            SubmissionLimits(config=api.config))
         except UnreadableSubmission:
             raise
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError, MemoryError) as why:
@@ -245,7 +247,8 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
             )
     expected = expected_notebooks(api, assignment_id)
     store = DigestStore(api.coursedir, assignment_id)
-    digests = {s: submission_digest(api.coursedir, assignment_id, s) for s in selected}
+    limits = SubmissionLimits(config=api.config)
+    digests = {s: submission_digest(api.coursedir, assignment_id, s, limits) for s in selected}
     results: dict[str, SubmissionResult] = {}
 
     def record(result: SubmissionResult) -> None:

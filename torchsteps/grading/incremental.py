@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from dataclasses import asdict
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from .staging import submission_folder
+from .submission_files import SubmissionLimits, file_digest, list_submission
 
 __all__ = ["DIGEST_DIR", "submission_digest", "DigestStore"]
 
@@ -27,45 +27,38 @@ DIGEST_DIR = ".grading/digests"
 CONFIG_FILE = "nbgrader_config.py"
 
 
-def _file_digest(path: str) -> bytes:
-    """SHA-256 of a regular file, read in chunks; never follows a link or waits on a FIFO swapped in."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return b"not a regular file"
-        return hashlib.file_digest(f, "sha256").digest()
-
-
-def _hash_tree(h, folder: Path, label: str) -> None:
-    """Names and bytes of the regular files under ``folder``, as staging copies them: links and special
-    files are not followed (a link to /dev/zero never ends), and a file that cannot be read counts by its
-    error, so grading goes on to give that student the reason (and a fixed permission changes the digest)."""
+def _hash_tree(h, folder: Path, label: str, limits: SubmissionLimits | None = None) -> None:
+    """Names and bytes of the files of ``folder`` that grading takes, as staging copies them
+    (:func:`~torchsteps.grading.submission_files.list_submission`: no link followed, no special file or file
+    over the caps read). What is left out counts by its name and reason, and what cannot be read counts by
+    its error, so grading goes on to give that student the reason (and a fixed permission changes the digest)."""
     h.update(f"\0{label}\0".encode())
     if folder.is_symlink() or not folder.is_dir():
         h.update(b"link" if folder.is_symlink() else b"")
         return
-    entries = []
-    for top, dirs, files in os.walk(folder, onerror=lambda e: entries.append((os.path.relpath(e.filename, folder), f"unreadable {e.errno}".encode()))):
-        dirs[:] = [d for d in dirs if d != ".ipynb_checkpoints"]  # links to folders are listed here, never entered
-        for name in files:
-            path = os.path.join(top, name)
-            try:
-                if not stat.S_ISREG(os.lstat(path).st_mode):
-                    continue  # a link or special file: staging leaves it out too
-                digest = _file_digest(path)
-            except OSError as why:
-                digest = f"unreadable {why.errno}".encode()
-            entries.append((os.path.relpath(path, folder), digest))
+    listing = list_submission(folder, limits)
+    entries = [(path, f"unreadable {why}".encode()) for path, why in listing.unreadable]
+    entries += [(path, f"left out: {why} ({detail})".encode()) for path, why, detail in listing.left_out]
+    for path, _size in listing.taken:
+        try:
+            digest = file_digest(folder / path, limits.max_file_bytes if limits else None)
+        except OSError as why:
+            digest = f"unreadable {why.errno}".encode()
+        entries.append((path, digest))
     for relative, digest in sorted(entries):
         h.update(relative.encode("utf-8", "surrogateescape") + b"\0")
         h.update(digest)
 
 
-def submission_digest(coursedir, assignment_id: str, student_id: str) -> str:
-    """The SHA-256 (hex) of a submission's files, the assignment's source and the course config."""
+def submission_digest(coursedir, assignment_id: str, student_id: str, limits: SubmissionLimits | None = None) -> str:
+    """The SHA-256 (hex) of a submission's files, the assignment's source and the course config.
+
+    ``limits``: the caps grading applies (the course's ``c.SubmissionLimits``; its defaults when None), so
+    that a file grading leaves out is not read here either."""
     root = Path(coursedir.root)
     h = hashlib.sha256()
-    _hash_tree(h, submission_folder(root / coursedir.submitted_directory, student_id) / assignment_id, "submitted")
+    limits = limits if limits is not None else SubmissionLimits()
+    _hash_tree(h, submission_folder(root / coursedir.submitted_directory, student_id) / assignment_id, "submitted", limits)
     _hash_tree(h, root / coursedir.source_directory / assignment_id, "source")
     config = root / CONFIG_FILE
     h.update(b"\0config\0" + (config.read_bytes() if config.is_file() else b""))

@@ -15,10 +15,9 @@ never touched, and the copy is normalised where the intent is clear:
   nbgrader metadata (Colab drops it) gets it back from the release, cell by cell, recognised by content
   and position, or a plain reason when its cells cannot be recognised.
 
-Links and special files (FIFOs, devices, sockets) are left out, never followed: a link could bring an
-instructor's file (a source notebook with its solutions) into the graded copy and the student's feedback,
-or name something that never ends (``/dev/zero``). Each one left out is named in a note; the Dask path does
-the same (:func:`torchsteps.grading.cluster._regular_files`).
+Only the files :mod:`torchsteps.grading.submission_files` takes are copied: regular files, no link followed, no
+special file opened, within the size caps of :class:`SubmissionLimits`. Each file left out is named in a
+note; the Dask path sends the same files with the same notes.
 
 Each change is reported as a note on the student's row. What cannot be read at all (empty file,
 invalid JSON, a file the grading user may not read) raises :class:`UnreadableSubmission` with a plain reason.
@@ -27,16 +26,16 @@ invalid JSON, a file the grading user may not read) raises :class:`UnreadableSub
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
 import unicodedata
 from pathlib import Path
 
 import nbformat
 from nbformat.v4.nbbase import random_cell_id
 
-__all__ = ["STAGING_DIR", "UnreadableSubmission", "stage_submission", "submission_folder", "linked_folder"]
+from .submission_files import OVER_TOTAL, TOO_LARGE, SubmissionFiles, SubmissionLimits, copy_file, list_submission
+
+__all__ = ["STAGING_DIR", "UnreadableSubmission", "gradable_files", "stage_submission", "submission_folder", "linked_folder"]
 
 STAGING_DIR = ".grading/staging/submitted"
 
@@ -115,48 +114,55 @@ def _upgrade(nb: dict, name: str, notes: list[str]) -> dict:
     return nb
 
 
+def gradable_files(submitted: Path, limits: SubmissionLimits) -> SubmissionFiles:
+    """The files of ``submitted`` that are graded (:func:`~torchsteps.grading.submission_files.list_submission`),
+    for staging here and for a Dask task (:func:`torchsteps.grading.cluster.grade_on_cluster`).
+
+    Raises:
+        UnreadableSubmission: a file or folder of the submission cannot be read (the grading user may not), or a
+            notebook at its top is over the caps: no grade could be right without it.
+    """
+    listing = list_submission(submitted, limits)
+    if listing.unreadable:
+        names = ", ".join(path for path, _why in listing.unreadable)
+        raise UnreadableSubmission(f"could not read {names} from the submission: {listing.unreadable[0][1]}")
+    for path, why, size in listing.left_out:
+        if why in (TOO_LARGE, OVER_TOTAL) and "/" not in path and path.endswith(".ipynb"):
+            limit = (f"larger than {limits.max_file_mb} MiB (c.SubmissionLimits.max_file_mb)" if why == TOO_LARGE else
+                     f"past the {limits.max_submission_mb} MiB or {limits.max_files} files a submission may hold "
+                     "(c.SubmissionLimits.max_submission_mb, max_files)")
+            raise UnreadableSubmission(f"{path} is {size}: a notebook {limit} is not graded")
+    return listing
+
+
 def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozenset[str]],
-                     release: dict[str, dict] | None = None) -> list[str]:
+                     release: dict[str, dict] | None = None, limits: SubmissionLimits | None = None) -> list[str]:
     """Copy ``submitted`` to ``staged`` (replacing it), normalising notebooks; returns the notes.
 
     ``expected`` maps each notebook name of the assignment (without ``.ipynb``) to the grade_ids of its
     source version, to recognise renamed notebooks. ``release`` (optional) maps the same names to the
-    released notebooks (JSON), to give back nbgrader metadata to a notebook saved without it.
+    released notebooks (JSON), to give back nbgrader metadata to a notebook saved without it. ``limits``:
+    the size caps (the defaults of :class:`SubmissionLimits` when None); what is left out is named in the notes.
 
     Raises:
-        UnreadableSubmission: for a notebook that cannot be read as one (the reason names the file).
+        UnreadableSubmission: for a notebook that cannot be read as one, or a file that cannot be read
+            (the reason names the file).
     """
+    limits = limits if limits is not None else SubmissionLimits()
     if staged.exists():
         shutil.rmtree(staged)
-    notes: list[str] = []
-    left_out: list[str] = []
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {".ipynb_checkpoints"}
-        for name in names:
-            if name in skipped:
-                continue
-            try:
-                mode = os.lstat(os.path.join(folder, name)).st_mode
-            except OSError:
-                continue  # gone meanwhile, or unreadable: copytree names it below
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                skipped.add(name)
-                kind = "a link" if stat.S_ISLNK(mode) else "not a regular file"
-                left_out.append(f"{Path(folder, name).relative_to(submitted).as_posix()} ({kind})")
-        return skipped
-
-    try:
-        shutil.copytree(submitted, staged, symlinks=True, ignore=ignore)  # symlinks=True: none is followed
-    except shutil.Error as why:  # the files copytree could not copy, after copying the rest
-        failed = [Path(src).relative_to(submitted).as_posix() if Path(src).is_relative_to(submitted) else src
-                  for src, _dst, _why in why.args[0]]
-        raise UnreadableSubmission(f"could not copy {', '.join(sorted(failed))} from the submission: "
-                                   f"{why.args[0][0][2]}") from None
-    except OSError as why:
-        raise UnreadableSubmission(f"could not copy the submission: {why.strerror or why}") from None
-    if left_out:
-        notes.append(f"left out, not followed: {', '.join(sorted(left_out))}")
+    listing = gradable_files(submitted, limits)
+    staged.mkdir(parents=True)
+    for path in listing.folders:
+        (staged / path).mkdir(parents=True, exist_ok=True)
+    for path, _size in listing.taken:
+        target = staged / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            copy_file(submitted / path, target, limits.max_file_bytes)
+        except OSError as why:  # changed since it was listed, or the grading user may not read it
+            raise UnreadableSubmission(f"could not read {path} from the submission: {why.strerror or why}") from None
+    notes: list[str] = listing.notes()
     notebooks = {}
     for path in sorted(staged.glob("*.ipynb")):
         nb = _repair_cells(_upgrade(_read(path, notes), path.name, notes), path.name, notes)
