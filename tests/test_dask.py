@@ -40,7 +40,8 @@ START_TIMEOUT = 120
 
 
 def build_class(course: Path) -> list[str]:
-    """One notebook per student: right, wrong, blank, unreadable, a linked folder, and one student not on the roster."""
+    """One notebook per student: right, wrong, blank, unreadable, a linked folder, one with a link and a huge file beside
+    its notebook, and one student not on the roster."""
     source = nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
     release = nbformat.read(str(course / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"), as_version=4)
     answers = instructor_answers(source)
@@ -63,6 +64,11 @@ def build_class(course: Path) -> list[str]:
     # an assignment folder that is a link (to the instructor's source/): refused on the instructor's machine
     (course / "submitted" / "gil").mkdir()
     (course / "submitted" / "gil" / ASSIGNMENT).symlink_to(course / "source" / ASSIGNMENT)
+    # what the client leaves out (a link, a file over the cap) is named on the row, as a local run names it
+    extras = course / "submitted" / "eve" / ASSIGNMENT
+    (extras / "data.csv").symlink_to("/nonexistent/data.csv")
+    with (extras / "weights.pt").open("wb") as f:
+        f.truncate(1024**3)  # sparse: no disk; never read, never sent
     roster = sorted(set(notebooks) - {"stranger"} | {"fox", "gil"})
     write_roster(course, roster)
     return sorted(roster + ["stranger"])
@@ -202,6 +208,8 @@ def test_every_student_has_one_progress_line_and_a_result(graded):
     assert f"submitted/gil/{ASSIGNMENT} is a link, not a folder" in rows["gil"]["reason"], rows["gil"]
     assert "not a notebook" in rows["fox"]["reason"] or "JSON" in rows["fox"]["reason"], rows["fox"]
     assert "not on the roster" in rows["stranger"]["reason"], rows["stranger"]
+    assert ("left out, not followed: data.csv (a link); left out, larger than 100 MiB: weights.pt (1.0 GiB)"
+            in rows["eve"]["reason"]), rows["eve"]
 
 
 def test_the_killed_workers_submission_was_graded_elsewhere(graded, cluster):

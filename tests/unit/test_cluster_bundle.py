@@ -74,3 +74,83 @@ def test_a_worker_sees_the_handed_out_files(api, tmp_path):
     bundle = course_bundle(api, ASSIGNMENT, {"ada"}, {}, feedback=True)
     worker = _worker_api(bundle, tmp_path / "worker")
     assert handed_out_files(worker.config, ASSIGNMENT) == ["checks.py"]
+
+
+def test_a_task_writes_the_submission_and_puts_the_clients_notes_first(api, tmp_path, monkeypatch):
+    # Without a cluster: the worker's context (its folder, the cluster-wide lock) is stood in for.
+    import contextlib
+    from types import SimpleNamespace
+
+    import distributed
+
+    from torchsteps.grading.cluster import SubmittedFiles, grade_task
+    from torchsteps.results.status import Status, SubmissionResult
+
+    monkeypatch.setattr(distributed, "get_worker", lambda: SimpleNamespace(local_directory=str(tmp_path / "worker")))
+    monkeypatch.setattr(distributed, "Lock", lambda name: contextlib.nullcontext())
+    seen = {}
+
+    def grade_one(worker_api, assignment_id, student_id, roster, expected, feedback):
+        folder = Path(worker_api.coursedir.root) / "submitted" / student_id / assignment_id
+        seen.update({p.relative_to(folder).as_posix(): p.is_dir() for p in folder.rglob("*")})
+        return SubmissionResult(student_id, assignment_id, status=Status.GRADED, notes=["from the worker"])
+
+    bundle = course_bundle(api, ASSIGNMENT, {"ada"}, {}, feedback=False)
+    submission = SubmittedFiles(files={"a.ipynb": b"{}", "data/x.txt": b"x", "../../escaped.txt": b"no"},
+                                folders=("empty", "data", "../outside"), notes=("left out, not followed: l (a link)",))
+    result, _back = grade_task(bundle, grade_one, "ada", submission)
+    assert seen == {"a.ipynb": False, "data": True, "data/x.txt": False, "empty": True}
+    assert result.notes == ["left out, not followed: l (a link)", "from the worker"]
+    assert not list(tmp_path.rglob("escaped.txt")) and not list(tmp_path.rglob("outside"))
+
+
+def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeypatch):
+    # Review: every student's files (up to 500 MiB each) were read and submitted before the first result.
+    import distributed
+
+    from torchsteps.grading import cluster
+    from torchsteps.results.status import Status, SubmissionResult
+
+    students = [f"s{i:02}" for i in range(20)]
+    root = Path(api.coursedir.root)
+    for student in students:
+        (root / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
+        (root / "submitted" / student / ASSIGNMENT / "n.ipynb").write_text("{}")
+    events = []
+
+    class Future:
+        def __init__(self, student):
+            self.student = student
+
+        def result(self):
+            return SubmissionResult(self.student, ASSIGNMENT, status=Status.GRADED), {}
+
+        def release(self):
+            pass
+
+    class Client:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        register_plugin = close = lambda self, *a, **k: None
+        scatter = lambda self, data, **k: data
+        nthreads = lambda self: {"w1": 1}
+        scheduler_info = lambda self, **k: {}
+
+        def submit(self, fn, bundle, grade_one, student, submission, **kwargs):
+            events.append(("sent", student))
+            return Future(student)
+
+    def wait(pending, timeout, return_when):
+        events.append(("in flight", len(pending)))
+        first = min(pending, key=lambda f: f.student)
+        return {first}, set(pending) - {first}
+
+    monkeypatch.setattr(distributed, "Client", Client)
+    monkeypatch.setattr(distributed, "wait", wait)
+    monkeypatch.setattr(api.coursedir, "db_url", "postgresql://nobody@nowhere/db")
+    results = list(cluster.grade_on_cluster(api, grade_submission, ASSIGNMENT, students, set(students), {}, False,
+                                            "tcp://127.0.0.1:1"))
+    assert sorted(r.student_id for r in results) == students
+    assert max(n for what, n in events if what == "in flight") == 4  # 2 per worker thread, at least 4
+    assert events[:5] == [("sent", "s00"), ("sent", "s01"), ("sent", "s02"), ("sent", "s03"), ("in flight", 4)]

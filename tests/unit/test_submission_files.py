@@ -109,7 +109,7 @@ def test_a_notebook_past_the_file_count_is_the_rows_reason(tmp_path):
     _notebook(submitted, "01_intro.ipynb")
     _notebook(submitted, "02_more.ipynb")
     with pytest.raises(UnreadableSubmission, match=r"02_more.ipynb is .*past the 100 MiB or 1 files a submission may hold"):
-        gradable_files(submitted, SubmissionLimits(max_submission_mb=100, max_files=1))
+        gradable_files(submitted, SubmissionLimits(max_submission_mb=100, max_files=1), expected=["01_intro", "02_more"])
 
 
 def test_many_files_left_out_make_one_short_note(tmp_path):
@@ -212,3 +212,100 @@ def test_the_dask_client_names_a_file_it_cannot_read(tmp_path, monkeypatch):
                                      (8 * 1024**3, "8.0 GiB"), (3 * 1024**5, "3072.0 TiB")])
 def test_sizes_read_as_a_person_writes_them(n, text):
     assert format_size(n) == text
+
+
+def test_padding_never_pushes_out_the_timestamp_or_an_expected_notebook(tmp_path):
+    # Review: 999 small files before timestamp.txt pushed it past max_files, so no late penalty applied.
+    submitted = tmp_path / "in"
+    (submitted / "timestamp.txt").parent.mkdir(parents=True)
+    (submitted / "timestamp.txt").write_text("2026-12-03 10:00:00.000000 UTC")
+    _notebook(submitted, "zz.ipynb")
+    for i in range(5):
+        (submitted / f"a{i}.txt").write_text("pad")
+    listing = gradable_files(submitted, SubmissionLimits(max_files=2), expected=["zz"])
+    assert [p for p, _ in listing.taken] == ["timestamp.txt", "zz.ipynb"]
+    notes = stage_submission(submitted, tmp_path / "out", {"zz": frozenset()}, limits=SubmissionLimits(max_files=2))
+    assert (tmp_path / "out" / "timestamp.txt").is_file()
+    assert notes == ["left out, past the 500 MiB or 2 files a submission may hold: a0.txt (3 bytes), a1.txt (3 bytes), "
+                     "a2.txt (3 bytes), a3.txt (3 bytes), a4.txt (3 bytes)"]
+
+
+def test_a_timestamp_over_the_cap_is_the_rows_reason(tmp_path):
+    submitted = tmp_path / "in"
+    _notebook(submitted)
+    _sparse(submitted / "timestamp.txt", 2 * MIB)
+    with pytest.raises(UnreadableSubmission, match="timestamp.txt is 2.0 MiB: the timestamp larger than 1 MiB"):
+        gradable_files(submitted, SubmissionLimits(max_file_mb=1), expected=["01_intro"])
+
+
+def test_an_extra_notebook_over_the_cap_is_a_note_but_an_expected_or_maybe_renamed_one_a_reason(tmp_path):
+    # Review: any notebook over a cap failed the whole submission, though nbgrader ignores extra notebooks.
+    submitted = tmp_path / "in"
+    _notebook(submitted)
+    _sparse(submitted / "scratch.ipynb", 2 * MIB)
+    limits = SubmissionLimits(max_file_mb=1)
+    notes = stage_submission(submitted, tmp_path / "out", EXPECTED, limits=limits)
+    assert notes == ["left out, larger than 1 MiB: scratch.ipynb (2.0 MiB)"]
+    with pytest.raises(UnreadableSubmission, match="scratch.ipynb is 2.0 MiB: a notebook larger than 1 MiB"):
+        stage_submission(submitted, tmp_path / "out", {**EXPECTED, "02_more": frozenset()}, limits=limits)  # it may be 02_more
+    _sparse(submitted / "01_intro.ipynb", 2 * MIB)
+    with pytest.raises(UnreadableSubmission, match="01_intro.ipynb is 2.0 MiB"):
+        stage_submission(submitted, tmp_path / "out", EXPECTED, limits=limits)
+
+
+def test_a_copy_that_cannot_be_written_blames_the_grading_machine_not_the_student(tmp_path):
+    # Review: an OSError while writing the copy (a legal path that grows too long under .grading/) escaped
+    # staging and stopped the class; a full disk read "could not read" the student's file.
+    segment = "d" * 200
+    submitted = tmp_path / "in"
+    deep = submitted.joinpath(*[segment] * ((4000 - len(str(submitted))) // 201))
+    deep.mkdir(parents=True)
+    (deep / "x.txt").write_text("x")
+    _notebook(submitted)
+    staged = tmp_path / ("s" * 250) / "out"
+    with pytest.raises(UnreadableSubmission, match=r"could not write the copy of d+/.*x.txt on the grading machine: File name too long") as caught:
+        stage_submission(submitted, staged, EXPECTED)
+    assert caught.value.notes == []
+
+
+def test_folders_nested_too_deeply_are_left_out_and_named(tmp_path):
+    # Review: the walk recursed once per folder (RecursionError at ~1,000 levels, in the digest that runs for
+    # every student first); it is a loop now, and stops at MAX_DEPTH, where the standard library's recursive
+    # rmtree and makedirs (on the staged copy) are still safe.
+    from torchsteps.grading.submission_files import MAX_DEPTH
+
+    submitted = tmp_path / "in"
+    _notebook(submitted)
+    deep = submitted.joinpath(*["d"] * (MAX_DEPTH + 5))
+    deep.mkdir(parents=True)
+    (deep / "x.txt").write_text("x")
+    (submitted.joinpath(*["d"] * MAX_DEPTH) / "kept.txt").write_text("x")
+    listing = list_submission(submitted, SubmissionLimits())
+    assert [p for p, _ in listing.taken] == ["01_intro.ipynb", "/".join(["d"] * MAX_DEPTH) + "/kept.txt"]
+    assert listing.notes() == [f"left out, nested deeper than {MAX_DEPTH} folders: {'/'.join(['d'] * (MAX_DEPTH + 1))} (a folder)"]
+    notes = stage_submission(submitted, tmp_path / "out", EXPECTED)
+    assert notes == listing.notes()
+
+
+def test_a_staged_copy_keeps_the_permission_bits_and_modification_time(tmp_path):
+    submitted = tmp_path / "in"
+    _notebook(submitted)
+    (submitted / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(submitted / "run.sh", 0o755)
+    (submitted / "ro.txt").write_text("x")
+    os.chmod(submitted / "ro.txt", 0o444)
+    os.utime(submitted / "run.sh", (1_600_000_000, 1_600_000_000))
+    stage_submission(submitted, tmp_path / "out", EXPECTED)
+    out = tmp_path / "out"
+    assert os.stat(out / "run.sh").st_mode & 0o777 == 0o755 and os.stat(out / "run.sh").st_mtime == 1_600_000_000
+    assert os.stat(out / "ro.txt").st_mode & 0o777 == 0o644  # owner may write: staging rewrites what it copies
+
+
+def test_notes_made_before_a_reason_stay_with_it(tmp_path):
+    submitted = tmp_path / "in"
+    submitted.mkdir()
+    (submitted / "01_intro.ipynb").write_text("{ not json")
+    os.symlink("/nonexistent", submitted / "data.csv")
+    with pytest.raises(UnreadableSubmission, match="not valid notebook JSON") as caught:
+        stage_submission(submitted, tmp_path / "out", EXPECTED)
+    assert caught.value.notes == ["left out, not followed: data.csv (a link)"]

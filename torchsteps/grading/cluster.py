@@ -49,7 +49,7 @@ from .course import CONFIG_FILE, load_config, open_api
 from .staging import STAGING_DIR, UnreadableSubmission, gradable_files, linked_folder, submission_folder
 from .submission_files import SubmissionFiles, SubmissionLimits, list_submission, read_file
 
-__all__ = ["DaskCluster", "ClusterError", "CourseBundle", "course_bundle", "grade_on_cluster", "grade_task"]
+__all__ = ["DaskCluster", "ClusterError", "CourseBundle", "SubmittedFiles", "course_bundle", "grade_on_cluster", "grade_task"]
 
 GradeOne = Callable[..., SubmissionResult]
 
@@ -82,6 +82,16 @@ class CourseBundle:
     feedback: bool
     allow_unsandboxed: bool
     digest: str = field(default="")
+
+
+@dataclass(frozen=True)
+class SubmittedFiles:
+    """One student's submission as a task carries it: ``files`` (relative path -> bytes), the ``folders`` at its
+    top (empty ones too), and the ``notes`` naming what the client left out (links, files over the caps)."""
+
+    files: dict[str, bytes]
+    folders: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def _regular_files(folder: Path, listing: SubmissionFiles | None = None) -> dict[str, bytes]:
@@ -164,14 +174,14 @@ def _student_folders(api: NbGraderAPI, assignment_id: str, student_id: str) -> d
     }
 
 
-def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str, files: dict[str, bytes] | None,
-               notes: tuple[str, ...] = ()) -> tuple[SubmissionResult, dict[str, dict[str, bytes]]]:
+def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str,
+               submission: SubmittedFiles | None) -> tuple[SubmissionResult, dict[str, dict[str, bytes]]]:
     """Run on a Dask worker: grade one student's submission; returns ``(result, {"autograded"|"feedback": files})``.
 
     ``grade_one`` is :func:`torchsteps.grading.driver.grade_submission` (passed in, sent by reference, so
-    this module does not import the driver that imports it). ``files`` are the student's submitted files
-    (``None``: no folder for the assignment was submitted); ``notes`` name what the client left out of them
-    (links, files over the caps), first on the row as local staging puts them. Never raises for a bad submission.
+    this module does not import the driver that imports it). ``submission``: the student's submitted files
+    (``None``: no folder for the assignment was submitted); its notes come first on the row, where local
+    staging puts them. Never raises for a bad submission.
     """
     from distributed import Lock, get_worker
 
@@ -181,9 +191,13 @@ def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str, files
         folders = _student_folders(api, assignment_id, student_id)
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
-        if files is not None:
+        if submission is not None:
             folders["submitted"].mkdir(parents=True)
-            for name, data in files.items():
+            for name in submission.folders:
+                path = (folders["submitted"] / name).resolve()
+                if folders["submitted"].resolve() in path.parents:
+                    path.mkdir(parents=True, exist_ok=True)
+            for name, data in submission.files.items():
                 path = (folders["submitted"] / name).resolve()
                 if folders["submitted"].resolve() not in path.parents:
                     continue  # never written outside the submission's folder
@@ -194,7 +208,7 @@ def grade_task(bundle: CourseBundle, grade_one: GradeOne, student_id: str, files
             with Lock(f"torchsteps/{api.coursedir.course_id}/{assignment_id}/{student_id}"):
                 result = grade_one(api, assignment_id, student_id, set(bundle.roster_ids),
                                    dict(bundle.expected), bundle.feedback)
-            result.notes = [*notes, *result.notes]
+            result.notes = [*(submission.notes if submission else ()), *result.notes]
             back = {kind: _regular_files(folders[kind]) for kind in ("autograded", "feedback") if folders[kind].is_dir()}
         finally:
             for folder in folders.values():
@@ -242,6 +256,37 @@ def dashboard_link(client) -> str:
     return ""
 
 
+def _workers(client) -> dict:
+    """``{worker: threads}`` now; none when the scheduler went away."""
+    try:
+        return client.nthreads()
+    except Exception:  # noqa: BLE001 - a scheduler that went away counts as no worker
+        return {}
+
+
+def _read_submission(submitted: Path, student_id: str, assignment_id: str, limits: SubmissionLimits,
+                     expected) -> SubmittedFiles | None:
+    """What a task carries of one student's submission: the files local staging would copy, with its notes
+    (:func:`torchsteps.grading.staging.gradable_files`); None when no folder was submitted.
+
+    Raises:
+        UnreadableSubmission: the folder is a link, or a file cannot be read or is needed and over the caps.
+    """
+    student_folder = submission_folder(submitted, student_id)
+    folder = student_folder / assignment_id
+    linked = linked_folder(student_folder, assignment_id)
+    if linked:
+        raise UnreadableSubmission(linked)
+    if not folder.is_dir():
+        return None
+    try:
+        listing = gradable_files(folder, limits, expected)
+        return SubmittedFiles(files=_regular_files(folder, listing), folders=tuple(listing.folders),
+                              notes=tuple(listing.notes()))
+    except OSError as why:
+        raise UnreadableSubmission(f"could not read the submission: {why.strerror or why}") from None
+
+
 def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, students: list[str], roster_ids: set[str],
                      expected, feedback: bool, scheduler: str, on_note=None) -> Iterator[SubmissionResult]:
     """Yield each student's result as its task finishes on the cluster at ``scheduler`` (completion order).
@@ -278,36 +323,34 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
         bundle_future = client.scatter(bundle, broadcast=True, hash=False)
         submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
         limits = SubmissionLimits(config=api.config)
-        futures = {}
-        unsent = []  # submissions that cannot travel: their row says why, and the rest is graded
-        for student_id in students:
-            student_folder = submission_folder(submitted, student_id)
-            folder = student_folder / assignment_id
-            linked = linked_folder(student_folder, assignment_id)
-            files, notes = None, ()
-            try:
-                if linked:
-                    raise UnreadableSubmission(linked)
-                if folder.is_dir():
-                    listing = gradable_files(folder, limits)  # what local staging would copy, with its notes
-                    files, notes = _regular_files(folder, listing), tuple(listing.notes())
-            except (OSError, UnreadableSubmission) as why:
-                reason = str(why) if isinstance(why, UnreadableSubmission) else f"could not read the submission: {why.strerror or why}"
-                unsent.append(_failed(student_id, assignment_id, reason))
-                continue
-            future = client.submit(grade_task, bundle_future, grade_one, student_id, files, notes, pure=False,
-                                   key=f"torchsteps-grade-{student_id}-{uuid.uuid4().hex[:12]}")
-            futures[future] = student_id
-        yield from unsent
-        pending = set(futures)
+        queue = list(students)
+        futures: dict = {}
+        pending: set = set()
         no_workers_since = None
-        while pending:
+        while queue or pending:
+            # A few tasks per worker thread in flight: each carries a submission (up to max_submission_mb), so
+            # the client and the scheduler never hold the whole class at once.
+            room = max(4, 2 * sum(_workers(client).values())) - len(pending)
+            while queue and room > 0:
+                student_id = queue.pop(0)
+                try:
+                    submission = _read_submission(submitted, student_id, assignment_id, limits, expected)
+                except UnreadableSubmission as why:  # its row says why, and the rest is graded
+                    yield _failed(student_id, assignment_id, str(why))
+                    continue
+                future = client.submit(grade_task, bundle_future, grade_one, student_id, submission, pure=False,
+                                       key=f"torchsteps-grade-{student_id}-{uuid.uuid4().hex[:12]}")
+                futures[future] = student_id
+                pending.add(future)
+                room -= 1
+            if not pending:
+                continue
             try:
                 done, pending = wait(pending, timeout=5, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
             for future in done:
-                student_id = futures[future]
+                student_id = futures.pop(future)
                 try:
                     result, back = future.result()
                 except KilledWorker as why:
@@ -319,19 +362,17 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
                     yield result
                 future.release()
             if pending and not done:
-                try:
-                    workers = client.nthreads()
-                except Exception:  # noqa: BLE001 - a scheduler that went away counts as no worker
-                    workers = {}
-                if workers:
+                if _workers(client):
                     no_workers_since = None
                 elif no_workers_since is None:
                     no_workers_since = time.monotonic()
                 elif time.monotonic() - no_workers_since > settings.no_worker_timeout:
+                    reason = f"not graded: no Dask worker was connected to {scheduler} for {settings.no_worker_timeout:.0f} s"
                     for future in pending:
                         future.cancel()
-                        yield _failed(futures[future], assignment_id,
-                                      f"not graded: no Dask worker was connected to {scheduler} for {settings.no_worker_timeout:.0f} s")
-                    pending = set()
+                        yield _failed(futures.pop(future), assignment_id, reason)
+                    for student_id in queue:
+                        yield _failed(student_id, assignment_id, reason)
+                    pending, queue = set(), []
     finally:
         client.close()

@@ -164,9 +164,10 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
         try:
             result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id),
                                             SubmissionLimits(config=api.config))
-        except UnreadableSubmission:
+        except UnreadableSubmission as why:
+            result.notes = list(getattr(why, "notes", []))  # what staging noted before it stopped (a link left out...)
             raise
-        except (ValueError, TypeError, AttributeError, KeyError, RecursionError, MemoryError) as why:
+        except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError, MemoryError) as why:
             # one student's odd file never stops the class: a shape staging did not foresee is that row's reason
             raise UnreadableSubmission(f"the submission could not be read: {type(why).__name__}: {why}"[:500]) from None
         if student_folder.name != student_id:

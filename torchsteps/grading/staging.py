@@ -26,6 +26,7 @@ invalid JSON, a file the grading user may not read) raises :class:`UnreadableSub
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import unicodedata
 from pathlib import Path
@@ -33,11 +34,14 @@ from pathlib import Path
 import nbformat
 from nbformat.v4.nbbase import random_cell_id
 
-from .submission_files import OVER_TOTAL, TOO_LARGE, SubmissionFiles, SubmissionLimits, copy_file, list_submission
+from .submission_files import OVER_TOTAL, TOO_LARGE, SubmissionFiles, SubmissionLimits, WriteFailed, copy_file, list_submission
 
 __all__ = ["STAGING_DIR", "UnreadableSubmission", "gradable_files", "stage_submission", "submission_folder", "linked_folder"]
 
 STAGING_DIR = ".grading/staging/submitted"
+# nbgrader reads a submission's time from this file (hard-coded in nbgrader 0.9: CourseDirectory.get_existing_timestamp,
+# ZipCollectApp); late penalties depend on it.
+TIMESTAMP_FILE = "timestamp.txt"
 
 
 class UnreadableSubmission(ValueError):
@@ -114,55 +118,82 @@ def _upgrade(nb: dict, name: str, notes: list[str]) -> dict:
     return nb
 
 
-def gradable_files(submitted: Path, limits: SubmissionLimits) -> SubmissionFiles:
+def gradable_files(submitted: Path, limits: SubmissionLimits, expected=(), timestamp_file: str = TIMESTAMP_FILE) -> SubmissionFiles:
     """The files of ``submitted`` that are graded (:func:`~torchsteps.grading.submission_files.list_submission`),
-    for staging here and for a Dask task (:func:`torchsteps.grading.cluster.grade_on_cluster`).
+    for staging here and for a Dask task (:func:`torchsteps.grading.cluster.grade_on_cluster`). nbgrader's
+    ``timestamp_file`` (late penalties) and the ``expected`` notebooks (names without ``.ipynb``) come first.
 
     Raises:
         UnreadableSubmission: a file or folder of the submission cannot be read (the grading user may not), or a
-            notebook at its top is over the caps: no grade could be right without it.
+            file grading needs is over the caps: the timestamp, an expected notebook, or any notebook at the
+            top while an expected one is absent (it may be that one, renamed). No grade could be right without it.
     """
-    listing = list_submission(submitted, limits)
+    needed = (timestamp_file, *(f"{name}.ipynb" for name in expected))
+    listing = list_submission(submitted, limits, first=needed)
     if listing.unreadable:
         names = ", ".join(path for path, _why in listing.unreadable)
         raise UnreadableSubmission(f"could not read {names} from the submission: {listing.unreadable[0][1]}")
+    present = {path for path, _size in listing.taken} | {path for path, _why, _detail in listing.left_out}
+    renamed_possible = any(name not in present for name in needed[1:])
     for path, why, size in listing.left_out:
-        if why in (TOO_LARGE, OVER_TOTAL) and "/" not in path and path.endswith(".ipynb"):
+        if why not in (TOO_LARGE, OVER_TOTAL):
+            continue
+        if path in needed or (renamed_possible and "/" not in path and path.endswith(".ipynb")):
             limit = (f"larger than {limits.max_file_mb} MiB (c.SubmissionLimits.max_file_mb)" if why == TOO_LARGE else
                      f"past the {limits.max_submission_mb} MiB or {limits.max_files} files a submission may hold "
                      "(c.SubmissionLimits.max_submission_mb, max_files)")
-            raise UnreadableSubmission(f"{path} is {size}: a notebook {limit} is not graded")
+            what = "the timestamp" if path == timestamp_file else "a notebook"
+            raise UnreadableSubmission(f"{path} is {size}: {what} {limit} is not graded")
     return listing
 
 
 def stage_submission(submitted: Path, staged: Path, expected: dict[str, frozenset[str]],
-                     release: dict[str, dict] | None = None, limits: SubmissionLimits | None = None) -> list[str]:
+                     release: dict[str, dict] | None = None, limits: SubmissionLimits | None = None,
+                     timestamp_file: str = TIMESTAMP_FILE) -> list[str]:
     """Copy ``submitted`` to ``staged`` (replacing it), normalising notebooks; returns the notes.
 
     ``expected`` maps each notebook name of the assignment (without ``.ipynb``) to the grade_ids of its
     source version, to recognise renamed notebooks. ``release`` (optional) maps the same names to the
     released notebooks (JSON), to give back nbgrader metadata to a notebook saved without it. ``limits``:
-    the size caps (the defaults of :class:`SubmissionLimits` when None); what is left out is named in the notes.
+    the size caps (the defaults of :class:`SubmissionLimits` when None); what is left out is named in the
+    notes. ``timestamp_file``: nbgrader's timestamp of the submission, never pushed out by the caps.
 
     Raises:
-        UnreadableSubmission: for a notebook that cannot be read as one, or a file that cannot be read
-            (the reason names the file).
+        UnreadableSubmission: for a notebook that cannot be read as one, or a file that cannot be read or
+            copied (the reason names the file); its ``notes`` are the notes made until then.
     """
-    limits = limits if limits is not None else SubmissionLimits()
+    notes: list[str] = []
+    try:
+        return _stage(submitted, staged, expected, release, limits or SubmissionLimits(), timestamp_file, notes)
+    except UnreadableSubmission as why:
+        why.notes = notes
+        raise
+
+
+def _copy(submitted: Path, staged: Path, listing: SubmissionFiles, limit: int) -> None:
+    where = "."
+    try:
+        staged.mkdir(parents=True)
+        for where in listing.folders:
+            (staged / where).mkdir(parents=True, exist_ok=True)
+        for where, _size in listing.taken:
+            (staged / where).parent.mkdir(parents=True, exist_ok=True)
+            copy_file(submitted / where, staged / where, limit)
+    except WriteFailed as why:
+        raise UnreadableSubmission(f"could not write the copy of {where} on the grading machine: {why.strerror or why}") from None
+    except OSError as why:
+        if why.filename is not None and Path(os.fsdecode(why.filename)).is_relative_to(staged):
+            raise UnreadableSubmission(f"could not write the copy of {where} on the grading machine: {why.strerror or why}") from None
+        # changed since it was listed, or the grading user may not read it
+        raise UnreadableSubmission(f"could not read {where} from the submission: {why.strerror or why}") from None
+
+
+def _stage(submitted, staged, expected, release, limits: SubmissionLimits, timestamp_file: str, notes: list[str]) -> list[str]:
     if staged.exists():
         shutil.rmtree(staged)
-    listing = gradable_files(submitted, limits)
-    staged.mkdir(parents=True)
-    for path in listing.folders:
-        (staged / path).mkdir(parents=True, exist_ok=True)
-    for path, _size in listing.taken:
-        target = staged / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            copy_file(submitted / path, target, limits.max_file_bytes)
-        except OSError as why:  # changed since it was listed, or the grading user may not read it
-            raise UnreadableSubmission(f"could not read {path} from the submission: {why.strerror or why}") from None
-    notes: list[str] = listing.notes()
+    listing = gradable_files(submitted, limits, expected, timestamp_file)
+    _copy(submitted, staged, listing, limits.max_file_bytes)
+    notes += listing.notes()
     notebooks = {}
     for path in sorted(staged.glob("*.ipynb")):
         nb = _repair_cells(_upgrade(_read(path, notes), path.name, notes), path.name, notes)

@@ -9,7 +9,8 @@ A submission folder is the student's to fill, so what it holds is untrusted:
   every file past ``max_submission_mb`` or ``max_files`` in all. Notebooks at the top of the folder come
   first, so the graded notebooks are the last thing to be left out. Only ``lstat`` is read before deciding,
   so an 8 GiB sparse file costs nothing, and reading never goes past the cap, even for a file that grew;
-- ``.ipynb_checkpoints`` and ``__pycache__`` are editor and interpreter leftovers, never graded.
+- ``.ipynb_checkpoints`` and ``__pycache__`` are editor and interpreter leftovers, never graded, and folders
+  nested deeper than :data:`MAX_DEPTH` are not walked.
 
 Each file left out is named, with the reason, in the notes of the student's row
 (:meth:`SubmissionFiles.notes`). A folder or file that cannot be read is listed in
@@ -27,14 +28,17 @@ from pathlib import Path
 from traitlets import Integer
 from traitlets.config import Configurable
 
-__all__ = ["SKIPPED_FOLDERS", "LINK", "SPECIAL", "TOO_LARGE", "OVER_TOTAL", "SubmissionLimits", "SubmissionFiles", "FileTooLarge", "list_submission",
+__all__ = ["SKIPPED_FOLDERS", "LINK", "SPECIAL", "TOO_LARGE", "OVER_TOTAL", "TOO_DEEP", "MAX_DEPTH", "SubmissionLimits", "SubmissionFiles", "FileTooLarge", "WriteFailed", "list_submission",
            "read_file", "copy_file", "file_digest", "format_size"]
 
 SKIPPED_FOLDERS = frozenset({".ipynb_checkpoints", "__pycache__"})
 _MIB = 1024 * 1024
 _CHUNK = _MIB
 # The reasons a file is left out, as the notes name them.
-LINK, SPECIAL, TOO_LARGE, OVER_TOTAL = "a link", "not a regular file", "too large", "over the submission's limits"
+LINK, SPECIAL, TOO_LARGE, OVER_TOTAL, TOO_DEEP = "a link", "not a regular file", "too large", "over the submission's limits", "too deep"
+# Folders nested deeper are not walked: no notebook lives there, and the standard library's recursive tree
+# functions (shutil.rmtree, os.makedirs) would hit Python's recursion limit at about 1,000 levels.
+MAX_DEPTH = 32
 
 
 class SubmissionLimits(Configurable):
@@ -81,14 +85,15 @@ class SubmissionFiles:
     """The outcome of :func:`list_submission`: relative paths use ``/``, from the submission folder."""
 
     taken: list[tuple[str, int]] = field(default_factory=list)  # (path, size in bytes) of each file graded
-    folders: list[str] = field(default_factory=list)  # every folder walked, empty ones too (a copy keeps them)
+    folders: list[str] = field(default_factory=list)  # the folders at the top, empty ones too (a copy keeps them)
     left_out: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, detail)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error) of what could not be listed
     limits: SubmissionLimits | None = None  # the caps it was listed under (None: none)
 
     def notes(self, shown: int = 10) -> list[str]:
         """One note per kind of reason, naming up to ``shown`` files each (10,000 files make one short line)."""
-        headings = {LINK: "left out, not followed", SPECIAL: "left out, not followed"}
+        headings = {LINK: "left out, not followed", SPECIAL: "left out, not followed",
+                    TOO_DEEP: f"left out, nested deeper than {MAX_DEPTH} folders"}
         if self.limits is not None:
             headings[TOO_LARGE] = f"left out, larger than {self.limits.max_file_mb} MiB"
             headings[OVER_TOTAL] = (f"left out, past the {self.limits.max_submission_mb} MiB or "
@@ -105,41 +110,56 @@ class SubmissionFiles:
         return notes
 
 
-def _walk(folder: str, relative: str, found: list, outcome: SubmissionFiles) -> None:
-    try:
-        with os.scandir(folder) as entries:
-            entries = sorted(entries, key=lambda e: e.name)
-    except OSError as why:
-        outcome.unreadable.append((relative or ".", why.strerror or str(why)))
-        return
-    for entry in entries:
-        path = f"{relative}/{entry.name}" if relative else entry.name
+def _walk(folder: str, found: list, outcome: SubmissionFiles) -> None:
+    """Every entry under ``folder``, links not entered; a stack, not recursion: nesting has no depth limit here
+    (a path too long for the system is an unreadable entry, not a crash)."""
+    stack = [(folder, "")]
+    while stack:
+        top, relative = stack.pop()
         try:
-            st = entry.stat(follow_symlinks=False)
+            with os.scandir(top) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as why:
-            outcome.unreadable.append((path, why.strerror or str(why)))
+            outcome.unreadable.append((relative or ".", why.strerror or str(why)))
             continue
-        if stat.S_ISDIR(st.st_mode):
-            if entry.name not in SKIPPED_FOLDERS:
-                outcome.folders.append(path)
-                _walk(entry.path, path, found, outcome)
-        else:
-            found.append((path, st))
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as why:
+                outcome.unreadable.append((path, why.strerror or str(why)))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if entry.name in SKIPPED_FOLDERS:
+                    continue
+                if path.count("/") + 1 > MAX_DEPTH:
+                    outcome.left_out.append((path, TOO_DEEP, "a folder"))
+                    continue
+                if not relative:
+                    outcome.folders.append(path)
+                stack.append((entry.path, path))
+            else:
+                found.append((path, st))
+    outcome.folders.sort()
+    outcome.unreadable.sort()
 
 
-def list_submission(folder: Path, limits: SubmissionLimits | None = None) -> SubmissionFiles:
+def list_submission(folder: Path, limits: SubmissionLimits | None = None, first: tuple[str, ...] = ()) -> SubmissionFiles:
     """What of ``folder`` is graded, decided on ``lstat`` alone (nothing is read, no link followed).
 
     ``limits=None``: no size cap (the instructor's own folders: ``source/``, ``release/``, results).
+    ``first``: the relative paths that matter most, taken in that order before any other file (nbgrader's
+    ``timestamp.txt``, which late penalties read, and the assignment's notebooks), so that padding a
+    submission with files can push out neither. Then the other notebooks at the top, then the rest by name.
     A ``folder`` that is missing, a link or not a folder lists nothing.
     """
     outcome = SubmissionFiles(limits=limits)
     if os.path.islink(folder) or not os.path.isdir(folder):
         return outcome
     found: list[tuple[str, os.stat_result]] = []
-    _walk(os.fspath(folder), "", found, outcome)
-    # Notebooks at the top first: under the caps, the graded notebooks are the last thing left out.
-    found.sort(key=lambda item: ("/" in item[0] or not item[0].endswith(".ipynb"), item[0]))
+    _walk(os.fspath(folder), found, outcome)
+    rank = {path: i for i, path in enumerate(first)}
+    found.sort(key=lambda item: (rank.get(item[0], len(rank) + ("/" in item[0] or not item[0].endswith(".ipynb"))), item[0]))
     total = 0
     for path, st in found:
         if stat.S_ISLNK(st.st_mode):
@@ -155,6 +175,8 @@ def list_submission(folder: Path, limits: SubmissionLimits | None = None) -> Sub
             outcome.taken.append((path, st.st_size))
             total += st.st_size
     outcome.left_out.sort()
+    if limits is not None:
+        del outcome.folders[limits.max_files:]
     return outcome
 
 
@@ -187,11 +209,35 @@ def read_file(path: Path, limit: int | None = None) -> bytes:
         return b"".join(_chunks(f, limit, path))
 
 
+class WriteFailed(OSError):
+    """Writing the copy failed (the grading machine's disk, not the student's file): ``strerror`` says why."""
+
+
 def copy_file(source: Path, target: Path, limit: int | None = None) -> None:
-    """Copy the regular file ``source`` to ``target`` in chunks, at most ``limit`` bytes (errors as :func:`read_file`)."""
-    with _open_regular(source) as f, open(target, "wb") as out:
-        for chunk in _chunks(f, limit, source):
-            out.write(chunk)
+    """Copy the regular file ``source`` to ``target`` in chunks, at most ``limit`` bytes, with its permission
+    bits (owner read and write added: the copy is rewritten) and modification time, as ``shutil.copy2`` would.
+
+    Raises:
+        OSError: reading ``source`` failed (as :func:`read_file`); WriteFailed: writing ``target`` failed.
+    """
+    with _open_regular(source) as f:
+        st = os.fstat(f.fileno())
+        try:
+            out = open(target, "wb")
+        except OSError as why:
+            raise WriteFailed(why.errno, why.strerror) from why
+        with out:
+            for chunk in _chunks(f, limit, source):
+                try:
+                    out.write(chunk)
+                except OSError as why:
+                    raise WriteFailed(why.errno, why.strerror) from why
+            try:
+                out.flush()
+                os.chmod(out.fileno(), stat.S_IMODE(st.st_mode) | 0o600)
+                os.utime(out.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+            except OSError as why:
+                raise WriteFailed(why.errno, why.strerror) from why
 
 
 def file_digest(path: Path, limit: int | None = None) -> bytes:
