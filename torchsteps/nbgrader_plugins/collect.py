@@ -128,7 +128,9 @@ def _archive_problem(path: str) -> str | None:
             with tarfile.open(path) as t:
                 for member in t:
                     if member.isfile():
-                        t.extractfile(member).read()
+                        data = t.extractfile(member)
+                        while data.read(1 << 20):  # in chunks: a member may be larger than memory
+                            pass
             return None
         return "not a zip or tar archive (the download may be incomplete or damaged)"
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as e:
