@@ -217,10 +217,47 @@ def test_links_to_harmful_protocols_in_student_markdown_are_dead(who):
     hrefs = [a.get("href") for a in BeautifulSoup(body, "html.parser").find_all("a")]
     srcs = [img.get("src") for img in BeautifulSoup(body, "html.parser").find_all("img")]
     assert not [u for u in hrefs + srcs if u and ("script:" in u.lower() or u.lower().startswith("data:text"))], hrefs + srcs
-    # 7: the autolink <javascript:...> is no link at all (SanitizeHTML escapes it as a tag first)
-    assert hrefs.count("#harmful-link") == 7 and "javascript:alert(6)" in body, (hrefs, body)
+    # 8: the autolink <javascript:...> is no link at all (SanitizeHTML escapes it as a tag first); the image
+    # to javascript: is a dead link, not an image (any image with a scheme is shown as a link)
+    assert hrefs.count("#harmful-link") == 8 and "javascript:alert(6)" in body, (hrefs, body)
     assert {"https://pytorch.org/docs", "notes.md", "#top"} <= set(hrefs)
-    assert f"data:image/png;base64,{PNG}" in srcs and f"data:image/svg+xml;base64,{svg}" in srcs and "#harmful-link" in srcs
+    assert srcs == [f"data:image/png;base64,{PNG}", f"data:image/svg+xml;base64,{svg}"], srcs
+
+
+REMOTE_IMAGES = "\n\n".join([
+    "![https](https://evil.example/1.png)", "![cased](HTTP://evil.example/2.png)", "![bare](http:evil.example/3.png)",
+    "![host](//evil.example/4.png)", "![spaced]( https://evil.example/5.png)", '![titled](https://evil.example/6.png "t")',
+    "![ref][px]\n\n[px]: https://evil.example/7.png", "![ftp](ftp://evil.example/8.png)",
+    "![local](plot.png) ![png](attachment:p.png)",
+])
+
+
+@pytest.mark.parametrize("who", ["formgrader", "feedback"])
+def test_remote_images_in_student_markdown_are_links_not_loaded(who):
+    # Review (LOW): ![](https://host/pixel.png) loaded in the formgrader (no CSP there), telling the student's
+    # server when and from where the instructor looked.
+    from nbgrader.server_extensions.formgrader import handlers
+
+    from torchsteps.grading.course import load_config
+    from torchsteps.nbgrader_plugins.feedback import FeedbackExporter
+
+    config = load_config(REPO)
+    if who == "formgrader":
+        config.HTMLExporter.template_name = "formgrade"
+        config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+        exporter = HTMLExporter(config=config)
+    else:
+        exporter = FeedbackExporter(config=config)
+    cell = new_markdown_cell(REMOTE_IMAGES, attachments={"p.png": {"image/png": PNG}})
+    resources = _resources() if who == "feedback" else {
+        "assignment_id": ASSIGNMENT, "notebook_id": "02_creating_tensors", "submission_id": "s1", "index": 0, "total": 1,
+        "base_url": "", "student": "ada", "last_name": "", "first_name": "", "notebook_path": "/x.ipynb"}
+    body, _ = exporter.from_notebook_node(new_notebook(cells=[cell]), resources=resources)
+    soup = BeautifulSoup(body, "html.parser")
+    assert [img.get("src") for img in soup.find_all("img")] == ["plot.png", f"data:image/png;base64,{PNG}"]
+    links = {a.get_text(): a.get("href") for a in soup.find_all("a") if "evil.example" in (a.get("href") or "")}
+    assert len(links) == 8 and all(text.startswith("[remote image: ") for text in links), links
+    assert links["[remote image: titled]"] == "https://evil.example/6.png"
 
 
 def test_an_extra_path_that_is_the_course_folder_keeps_its_name(tmp_path):

@@ -52,6 +52,7 @@ from nbconvert.exporters.templateexporter import TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+from mistune.util import striptags
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, List, Unicode
 from traitlets.config import Config, Configurable
@@ -181,12 +182,32 @@ class _RememberedHighlight:
         return _RENDERED.get(key, lambda: h(source, language, metadata))
 
 
+# A URL the browser would fetch from another machine: any scheme (http:, https:, ftp:, and http:host, which a
+# page served over https resolves to http://host) or a host of its own ("//host", "\\host"); data: and
+# attachment: stay, as do relative paths (the formgrader's own server).
+_REMOTE_URL = re.compile(r"^(?!data:|attachment:)([a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+
+
+class _LocalImagesRenderer(IPythonRenderer):
+    """nbconvert's renderer with a remote image in a student's markdown (``![](https://host/pixel.png)``)
+    shown as a link, not loaded: loading it would tell the student's server when, and from which address,
+    the instructor opened the submission (a tracking pixel). Feedback pages block it anyway (their CSP)."""
+
+    def image(self, text: str, url: str, title: str | None = None) -> str:
+        bare = "".join(ch for ch in url if ch > " ").replace("\\", "/")  # as a browser reads it
+        if _REMOTE_URL.match(bare):
+            attrs = {"href": self.sanitize_url(url), "rel": "noreferrer", "title": title or None}
+            return f"<a{self.render_attrs(attrs)}>[remote image: {striptags(text) or 'no description'}]</a>"
+        return super().image(text, url, title)
+
+
 @contextfilter  # on the class: Jinja reads `jinja_pass_arg` from the instance nbconvert registers, and passes the context
 class SafeMarkdown2HTML(Configurable):
     """nbconvert's ``markdown2html`` filter (``HTMLExporter.markdown2html``) with links and images to
     harmful protocols (``javascript:``, ``vbscript:``, ``data:text/html``...) rendered as
     ``#harmful-link``, as mistune does by default; nbconvert allows them, so ``[x](javascript:...)`` in a
     student's markdown was a live link in the formgrader, whose pages have no Content-Security-Policy.
+    A remote image is shown as a link (:class:`_LocalImagesRenderer`).
     Attached images (``data:image/...``, SVG included: an ``<img>`` runs no script) stay as they are.
 
     Set for every HTML exporter in ``hardening.py`` (``c.HTMLExporter.filters``), so the formgrader's
@@ -205,7 +226,7 @@ class SafeMarkdown2HTML(Configurable):
         path = context.get("resources", {}).get("metadata", {}).get("path", "")
 
         def render():
-            renderer = IPythonRenderer(escape=False, allow_harmful_protocols=self.ALLOWED_DATA, attachments=attachments,
+            renderer = _LocalImagesRenderer(escape=False, allow_harmful_protocols=self.ALLOWED_DATA, attachments=attachments,
                                        path=path, **options, **lexer_options)
             return MarkdownWithMath(renderer=renderer).render(source)
 
