@@ -241,3 +241,28 @@ def test_plain_nbgrader_zip_collect_gives_the_same_result(lms_course, tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert tree_digest(other / "submitted") == expected
+
+
+def test_an_archive_a_student_uploaded_is_not_unpacked_so_its_names_claim_nothing(tmp_path):
+    # Review: nbgrader's extractor unpacked archives inside the download (tree=True), and the names inside a
+    # student's zip were collected like the LMS's: ada backdated her attempt (no late penalty) and replaced
+    # bob's notebook with an attempt dated 2030.
+    course = _course(tmp_path)
+    correct, blank = _notebooks(course)
+    inner = tmp_path / "mywork.zip"
+    _zip(inner, {f"pytorch_basics_ada_attempt_2020-01-01-00-00-00_{NOTEBOOK}.ipynb": blank,
+                 f"pytorch_basics_bob_attempt_2030-01-01-00-00-00_{NOTEBOOK}.ipynb": b"{}"})
+    uploaded = "pytorch_basics_ada_attempt_2026-03-09-23-00-00_mywork.zip"
+    _zip(_archive(course) / "gradebook_pytorch_basics.zip", {
+        f"pytorch_basics_bob_attempt_2026-03-01-10-00-00_{NOTEBOOK}.ipynb": correct,
+        uploaded: inner.read_bytes(),
+    })
+    notes = collect_lms_downloads(open_api(course), ASSIGNMENT)
+    text = "\n".join(notes)
+    submitted = course / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == ["bob"], text
+    assert (submitted / "bob" / ASSIGNMENT / f"{NOTEBOOK}.ipynb").read_bytes() == correct
+    assert (submitted / "bob" / ASSIGNMENT / "timestamp.txt").read_text() == "2026-03-01 10:00:00"
+    skipped = [n for n in notes if uploaded in n]
+    assert len(skipped) == 1 and "not unpacked" in skipped[0], text
+    assert not list((course / "downloaded" / ASSIGNMENT / "extracted").rglob("*2030*")), "the inner zip was unpacked"

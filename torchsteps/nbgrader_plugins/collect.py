@@ -23,7 +23,9 @@ Two plugins make nbgrader's zip_collect fit real downloads (both are used unless
   (nbgrader drops what follows the last dot of a name like ``v1.2_lab``), ignores macOS metadata
   (``__MACOSX/``, ``._*``), and says why each file it skips was skipped;
 - :class:`LmsExtractorPlugin` extracts each archive on its own: an unreadable archive is reported and
-  the others are still collected (nbgrader's extractor stops at the first bad archive).
+  the others are still collected (nbgrader's extractor stops at the first bad archive). An archive inside
+  the download (a student uploaded a zip) is not unpacked, unlike nbgrader's extractor: the files in it
+  could be named to claim another attempt time or another student's id. The collector names it as skipped.
 
 The behaviour is ``--force``'s: ``extracted/`` and the folder of every collected student are replaced,
 so collecting again gives the same ``submitted/``; the download replaces a student's whole
@@ -65,6 +67,7 @@ NAMED_REGEXP = (
     r"_(?P<file_id>[^/]+?)(?: \(\d+\))?\.ipynb$"
 )
 TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S"
+_ARCHIVE_EXTENSIONS = frozenset({".zip", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar"})
 
 class LmsFileNameCollectorPlugin(FileNameCollectorPlugin):
     """nbgrader's file-name collector, for LMS downloads (see the module docstring).
@@ -90,6 +93,11 @@ class LmsFileNameCollectorPlugin(FileNameCollectorPlugin):
         ext = os.path.splitext(submitted_file)[1]
         if "__MACOSX" in parts or parts[-1].startswith("._"):
             self._skip(submitted_file, "macOS metadata, not a submission")
+            return None
+        if ext in _ARCHIVE_EXTENSIONS:
+            self._skip(submitted_file, "an archive inside the download (a student's upload): not unpacked, since the "
+                                       "names of its files could claim another attempt time or another student; "
+                                       "unpack it by hand if it holds a real submission")
             return None
         if ext not in self.valid_ext:
             self._skip(submitted_file, f"not a notebook ({', '.join(self.valid_ext)})")
@@ -166,7 +174,10 @@ class LmsExtractorPlugin(ExtractorPlugin):
                     existed = os.path.isdir(own)
                     try:
                         self.log.info("Extracting from: %s", src)
-                        unzip(src, extract_to, zip_ext=self.zip_ext, create_own_folder=True, tree=True)
+                        # tree=False (nbgrader's extractor unpacks archives inside archives): an archive inside the
+                        # download is a student's upload, and its files, named like the LMS's, could carry another
+                        # attempt time (no late penalty) or another student's id; it stays packed, and is skipped.
+                        unzip(src, extract_to, zip_ext=self.zip_ext, create_own_folder=True, tree=False)
                     except Exception as e:  # noqa: BLE001 (any failure of one archive must not stop the others)
                         problem = f"{type(e).__name__}: {e}"
                         if not existed:
