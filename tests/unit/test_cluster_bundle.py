@@ -154,3 +154,64 @@ def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeyp
     assert sorted(r.student_id for r in results) == students
     assert max(n for what, n in events if what == "in flight") == 4  # 2 per worker thread, at least 4
     assert events[:5] == [("sent", "s00"), ("sent", "s01"), ("sent", "s02"), ("sent", "s03"), ("in flight", 4)]
+
+
+@pytest.mark.parametrize("breaks", ["submit", "wait"])
+def test_a_scheduler_that_goes_away_gives_every_student_a_row(api, monkeypatch, breaks):
+    # Review: with tasks sent a few at a time, a closed client raised out of the loop (ClosedClientError from
+    # submit, ValueError from wait), and no row of the run was written.
+    import distributed
+
+    from torchsteps.grading import cluster
+    from torchsteps.results.status import Status, SubmissionResult
+
+    students = [f"s{i:02}" for i in range(10)]
+    root = Path(api.coursedir.root)
+    for student in students:
+        (root / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
+        (root / "submitted" / student / ASSIGNMENT / "n.ipynb").write_text("{}")
+    sent = []
+
+    class Future:
+        def __init__(self, student):
+            self.student = student
+
+        def result(self):
+            return SubmissionResult(self.student, ASSIGNMENT, status=Status.GRADED), {}
+
+        def release(self):
+            raise RuntimeError("client closed")
+
+        def cancel(self):
+            raise RuntimeError("client closed")
+
+    class Client:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        register_plugin = close = lambda self, *a, **k: None
+        scatter = lambda self, data, **k: data
+        nthreads = lambda self: {"w1": 1}
+        scheduler_info = lambda self, **k: {}
+
+        def submit(self, fn, bundle, grade_one, student, submission, **kwargs):
+            if breaks == "submit" and len(sent) == 6:
+                raise distributed.client.ClosedClientError("the client was closed")
+            sent.append(student)
+            return Future(student)
+
+    def wait(pending, timeout, return_when):
+        if breaks == "wait" and len(sent) >= 6:
+            raise ValueError("No clients found")
+        first = min(pending, key=lambda f: f.student)
+        return {first}, set(pending) - {first}
+
+    monkeypatch.setattr(distributed, "Client", Client)
+    monkeypatch.setattr(distributed, "wait", wait)
+    monkeypatch.setattr(api.coursedir, "db_url", "postgresql://nobody@nowhere/db")
+    results = list(cluster.grade_on_cluster(api, grade_submission, ASSIGNMENT, students, set(students), {}, False,
+                                            "tcp://127.0.0.1:1"))
+    assert sorted(r.student_id for r in results) == students  # one row each, none lost, none twice
+    graded = [r.student_id for r in results if r.status is Status.GRADED]
+    lost = [r for r in results if r.status is Status.ERROR]
+    assert graded and lost and all("the Dask scheduler at tcp://127.0.0.1:1 could no longer be used" in r.reason for r in lost)

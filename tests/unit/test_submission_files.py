@@ -309,3 +309,18 @@ def test_notes_made_before_a_reason_stay_with_it(tmp_path):
     with pytest.raises(UnreadableSubmission, match="not valid notebook JSON") as caught:
         stage_submission(submitted, tmp_path / "out", EXPECTED)
     assert caught.value.notes == ["left out, not followed: data.csv (a link)"]
+
+
+def test_the_digest_sees_a_new_timestamp_behind_padding(tmp_path):
+    # Review: staging took timestamp.txt first, the digest did not (it counted it by name and size only past
+    # the caps), so a re-collected late attempt with the same notebooks kept its old grade and penalty.
+    folder = tmp_path / "submitted" / "ada" / "a"
+    _notebook(folder, "n.ipynb")
+    for i in range(5):
+        (folder / f"a{i}.txt").write_text("pad")
+    (folder / "timestamp.txt").write_text("2026-03-01 10:00:00.000000")
+    cd = SimpleNamespace(root=str(tmp_path), submitted_directory="submitted", source_directory="source")
+    limits = SubmissionLimits(max_files=2)
+    first = submission_digest(cd, "a", "ada", limits, expected=["n"])
+    (folder / "timestamp.txt").write_text("2026-03-09 23:00:00.000000")  # same size
+    assert submission_digest(cd, "a", "ada", limits, expected=["n"]) != first

@@ -29,6 +29,7 @@ error with a reason (including "no worker left").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import threading
@@ -327,28 +328,38 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
         futures: dict = {}
         pending: set = set()
         no_workers_since = None
-        while queue or pending:
+        lost = None  # why the scheduler can no longer be used: every student not yet back gets a row with it
+        while (queue or pending) and lost is None:
             # A few tasks per worker thread in flight: each carries a submission (up to max_submission_mb), so
             # the client and the scheduler never hold the whole class at once.
             room = max(4, 2 * sum(_workers(client).values())) - len(pending)
             while queue and room > 0:
-                student_id = queue.pop(0)
+                student_id = queue[0]
                 try:
                     submission = _read_submission(submitted, student_id, assignment_id, limits, expected)
                 except UnreadableSubmission as why:  # its row says why, and the rest is graded
+                    queue.pop(0)
                     yield _failed(student_id, assignment_id, str(why))
                     continue
-                future = client.submit(grade_task, bundle_future, grade_one, student_id, submission, pure=False,
-                                       key=f"torchsteps-grade-{student_id}-{uuid.uuid4().hex[:12]}")
+                try:
+                    future = client.submit(grade_task, bundle_future, grade_one, student_id, submission, pure=False,
+                                           key=f"torchsteps-grade-{student_id}-{uuid.uuid4().hex[:12]}")
+                except Exception as why:  # noqa: BLE001 - a closed client (the scheduler went away)
+                    lost = why
+                    break
+                queue.pop(0)
                 futures[future] = student_id
                 pending.add(future)
                 room -= 1
-            if not pending:
+            if not pending or lost is not None:
                 continue
             try:
                 done, pending = wait(pending, timeout=5, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
+            except Exception as why:  # noqa: BLE001 - the client closed under the wait
+                lost = why
+                continue
             for future in done:
                 student_id = futures.pop(future)
                 try:
@@ -360,19 +371,23 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
                 else:
                     _write_back(api, assignment_id, student_id, back)
                     yield result
-                future.release()
+                with contextlib.suppress(Exception):
+                    future.release()
             if pending and not done:
                 if _workers(client):
                     no_workers_since = None
                 elif no_workers_since is None:
                     no_workers_since = time.monotonic()
                 elif time.monotonic() - no_workers_since > settings.no_worker_timeout:
-                    reason = f"not graded: no Dask worker was connected to {scheduler} for {settings.no_worker_timeout:.0f} s"
-                    for future in pending:
-                        future.cancel()
-                        yield _failed(futures.pop(future), assignment_id, reason)
-                    for student_id in queue:
-                        yield _failed(student_id, assignment_id, reason)
-                    pending, queue = set(), []
+                    lost = f"no Dask worker was connected to {scheduler} for {settings.no_worker_timeout:.0f} s"
+        if lost is not None:
+            reason = (f"not graded: {lost}" if isinstance(lost, str) else
+                      f"not graded: the Dask scheduler at {scheduler} could no longer be used ({type(lost).__name__}: {lost})")
+            for future in pending:
+                with contextlib.suppress(Exception):
+                    future.cancel()
+                yield _failed(futures.pop(future), assignment_id, reason)
+            for student_id in queue:
+                yield _failed(student_id, assignment_id, reason)
     finally:
         client.close()

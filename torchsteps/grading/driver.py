@@ -22,7 +22,7 @@ from nbgrader.utils import temp_attrs
 
 from ..nbgrader_plugins.collect import collect_lms_downloads
 from ..nbgrader_plugins.tamper import METADATA_KEY
-from ..results.status import Status, SubmissionResult, read_status, write_status
+from ..results.status import Status, SubmissionResult, printable, read_status, write_status
 from .archives import write_feedback_archives
 from .cluster import grade_on_cluster
 from .course import register_roster
@@ -249,12 +249,16 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     expected = expected_notebooks(api, assignment_id)
     store = DigestStore(api.coursedir, assignment_id)
     limits = SubmissionLimits(config=api.config)
-    digests = {s: submission_digest(api.coursedir, assignment_id, s, limits) for s in selected}
+    # A folder name that is not UTF-8 is no student id of the gradebook (text; asking the gradebook for it
+    # stopped the export): its row says so, under the name written printable.
+    undecodable = {s for s in selected if printable(s) != s}
+    digests = {s: submission_digest(api.coursedir, assignment_id, s, limits, expected) for s in selected if s not in undecodable}
     results: dict[str, SubmissionResult] = {}
 
     def record(result: SubmissionResult) -> None:
+        result.make_printable()  # file names that are not UTF-8, before the table, the store or the export sees them
         results[result.student_id] = result
-        if not result.unchanged:
+        if not result.unchanged and result.student_id in digests:
             store.record(result, digests[result.student_id], feedback)
             store.save()  # at once: a run that is stopped keeps what it graded
         if on_progress:
@@ -262,6 +266,11 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
 
     to_grade = []
     for student_id in selected:
+        if student_id in undecodable:
+            record(SubmissionResult(printable(student_id), assignment_id, status=Status.ERROR, finished=time.time(), reason=(
+                f"the folder name submitted/{printable(student_id)} is not valid UTF-8, so it is no student id of the "
+                "gradebook: rename the folder to the student's id")))
+            continue
         kept = None if force else store.unchanged(student_id, digests[student_id], feedback)
         if kept is None:
             to_grade.append(student_id)
@@ -278,7 +287,7 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         for result in grade_in_parallel(api, grade_submission, assignment_id, to_grade, known, expected, jobs, feedback):
             record(result)
     store.save()
-    ordered = [results[s] for s in selected]
+    ordered = [results[printable(s)] for s in selected]
     # A folder removed since the last run: that student has now submitted nothing.
     folders = set(list_submissions(api, assignment_id))
     earlier = [r.student_id for r in read_status(api.coursedir.root)

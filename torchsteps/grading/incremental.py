@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from .staging import submission_folder
+from .staging import submission_folder, taken_first
 from .submission_files import SubmissionLimits, file_digest, list_submission
 
 __all__ = ["DIGEST_DIR", "submission_digest", "DigestStore"]
@@ -27,7 +27,7 @@ DIGEST_DIR = ".grading/digests"
 CONFIG_FILE = "nbgrader_config.py"
 
 
-def _hash_tree(h, folder: Path, label: str, limits: SubmissionLimits | None = None) -> None:
+def _hash_tree(h, folder: Path, label: str, limits: SubmissionLimits | None = None, first: tuple[str, ...] = ()) -> None:
     """Names and bytes of the files of ``folder`` that grading takes, as staging copies them
     (:func:`~torchsteps.grading.submission_files.list_submission`: no link followed, no special file or file
     over the caps read). What is left out counts by its name and reason, and what cannot be read counts by
@@ -36,7 +36,7 @@ def _hash_tree(h, folder: Path, label: str, limits: SubmissionLimits | None = No
     if folder.is_symlink() or not folder.is_dir():
         h.update(b"link" if folder.is_symlink() else b"")
         return
-    listing = list_submission(folder, limits)
+    listing = list_submission(folder, limits, first)
     entries = [(path, f"unreadable {why}".encode()) for path, why in listing.unreadable]
     entries += [(path, f"left out: {why} ({detail})".encode()) for path, why, detail in listing.left_out]
     for path, _size in listing.taken:
@@ -50,15 +50,19 @@ def _hash_tree(h, folder: Path, label: str, limits: SubmissionLimits | None = No
         h.update(digest)
 
 
-def submission_digest(coursedir, assignment_id: str, student_id: str, limits: SubmissionLimits | None = None) -> str:
+def submission_digest(coursedir, assignment_id: str, student_id: str, limits: SubmissionLimits | None = None,
+                      expected=()) -> str:
     """The SHA-256 (hex) of a submission's files, the assignment's source and the course config.
 
-    ``limits``: the caps grading applies (the course's ``c.SubmissionLimits``; its defaults when None), so
-    that a file grading leaves out is not read here either."""
+    ``limits``: the caps grading applies (the course's ``c.SubmissionLimits``; its defaults when None), and
+    ``expected`` the assignment's notebook names, so that the files are taken as staging takes them
+    (:func:`torchsteps.grading.staging.gradable_files`: ``timestamp.txt`` and those notebooks first) and
+    a file grading leaves out is not read here either."""
     root = Path(coursedir.root)
     h = hashlib.sha256()
     limits = limits if limits is not None else SubmissionLimits()
-    _hash_tree(h, submission_folder(root / coursedir.submitted_directory, student_id) / assignment_id, "submitted", limits)
+    _hash_tree(h, submission_folder(root / coursedir.submitted_directory, student_id) / assignment_id, "submitted", limits,
+               taken_first(expected))
     _hash_tree(h, root / coursedir.source_directory / assignment_id, "source")
     config = root / CONFIG_FILE
     h.update(b"\0config\0" + (config.read_bytes() if config.is_file() else b""))

@@ -36,7 +36,7 @@ from nbformat.v4.nbbase import random_cell_id
 
 from .submission_files import OVER_TOTAL, TOO_LARGE, SubmissionFiles, SubmissionLimits, WriteFailed, copy_file, list_submission
 
-__all__ = ["STAGING_DIR", "UnreadableSubmission", "gradable_files", "stage_submission", "submission_folder", "linked_folder"]
+__all__ = ["STAGING_DIR", "TIMESTAMP_FILE", "UnreadableSubmission", "gradable_files", "taken_first", "stage_submission", "submission_folder", "linked_folder"]
 
 STAGING_DIR = ".grading/staging/submitted"
 # nbgrader reads a submission's time from this file (hard-coded in nbgrader 0.9: CourseDirectory.get_existing_timestamp,
@@ -118,6 +118,12 @@ def _upgrade(nb: dict, name: str, notes: list[str]) -> dict:
     return nb
 
 
+def taken_first(expected=(), timestamp_file: str = TIMESTAMP_FILE) -> tuple[str, ...]:
+    """The files of a submission that the caps never push out: nbgrader's timestamp (late penalties), then the
+    ``expected`` notebooks (names without ``.ipynb``), in that order."""
+    return (timestamp_file, *(f"{name}.ipynb" for name in expected))
+
+
 def gradable_files(submitted: Path, limits: SubmissionLimits, expected=(), timestamp_file: str = TIMESTAMP_FILE) -> SubmissionFiles:
     """The files of ``submitted`` that are graded (:func:`~torchsteps.grading.submission_files.list_submission`),
     for staging here and for a Dask task (:func:`torchsteps.grading.cluster.grade_on_cluster`). nbgrader's
@@ -128,7 +134,7 @@ def gradable_files(submitted: Path, limits: SubmissionLimits, expected=(), times
             file grading needs is over the caps: the timestamp, an expected notebook, or any notebook at the
             top while an expected one is absent (it may be that one, renamed). No grade could be right without it.
     """
-    needed = (timestamp_file, *(f"{name}.ipynb" for name in expected))
+    needed = taken_first(expected, timestamp_file)
     listing = list_submission(submitted, limits, first=needed)
     if listing.unreadable:
         names = ", ".join(path for path, _why in listing.unreadable)

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Status", "SubmissionResult", "STATUS_FILE", "write_status", "read_status"]
+__all__ = ["Status", "SubmissionResult", "STATUS_FILE", "printable", "write_status", "read_status"]
 
 # Where the status of each submission is kept for the export (beside nbgrader's own folders).
 STATUS_FILE = "autograded/grading_status.json"
@@ -56,6 +56,23 @@ class SubmissionResult:
     def __post_init__(self) -> None:
         self.status = Status(self.status)
 
+    def make_printable(self) -> SubmissionResult:
+        """``reason``, ``notes`` and ``flags`` with every undecodable byte of a file name written ``\\xff``;
+        returns self. A name that is not UTF-8 (``zz\\xff.txt``) reaches the notes as a lone surrogate,
+        which ``grades.csv``, the report and the terminal cannot encode (it stopped the export)."""
+        self.reason = printable(self.reason)
+        self.notes = [printable(n) for n in self.notes]
+        self.flags = [printable(f) for f in self.flags]
+        return self
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (bytes of a file name that were not UTF-8) written as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte ("\\ud800" from a notebook's JSON)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 def write_status(root: str | Path, results: list[SubmissionResult], forget=frozenset()) -> Path:
     """Record the run's outcomes in ``<root>/`` :data:`STATUS_FILE` (JSON, one record per submission).
@@ -80,4 +97,5 @@ def read_status(root: str | Path) -> list[SubmissionResult]:
     if not path.is_file():
         return []
     known = set(SubmissionResult.__dataclass_fields__)  # records written by an older version may lack a field
-    return [SubmissionResult(**{k: v for k, v in r.items() if k in known}) for r in json.loads(path.read_text(encoding="utf-8"))]
+    return [SubmissionResult(**{k: v for k, v in r.items() if k in known}).make_printable()  # older files may hold surrogates
+            for r in json.loads(path.read_text(encoding="utf-8"))]
