@@ -104,19 +104,20 @@ def test_a_task_writes_the_submission_and_puts_the_clients_notes_first(api, tmp_
     assert not list(tmp_path.rglob("escaped.txt")) and not list(tmp_path.rglob("outside"))
 
 
-def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeypatch):
-    # Review: every student's files (up to 500 MiB each) were read and submitted before the first result.
+def _stand_in_cluster(api, monkeypatch, students, on_submit=None, on_wait=None):
+    """grade_on_cluster's results for ``students`` (each with a notebook) through a stand-in Dask client with one
+    worker thread, whose tasks finish in student order; ``on_submit(student, sent)``/``on_wait(sent)`` may raise.
+    Returns ``(results, events)``: events are ("sent", student) and ("in flight", n) in order."""
     import distributed
 
     from torchsteps.grading import cluster
     from torchsteps.results.status import Status, SubmissionResult
 
-    students = [f"s{i:02}" for i in range(20)]
     root = Path(api.coursedir.root)
     for student in students:
         (root / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
         (root / "submitted" / student / ASSIGNMENT / "n.ipynb").write_text("{}")
-    events = []
+    events, sent = [], []
 
     class Future:
         def __init__(self, student):
@@ -126,7 +127,10 @@ def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeyp
             return SubmissionResult(self.student, ASSIGNMENT, status=Status.GRADED), {}
 
         def release(self):
-            pass
+            if on_wait or on_submit:
+                raise RuntimeError("client closed")  # as on a closed client: never stops the loop
+
+        cancel = release
 
     class Client:
         def __init__(self, *args, **kwargs):
@@ -138,10 +142,15 @@ def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeyp
         scheduler_info = lambda self, **k: {}
 
         def submit(self, fn, bundle, grade_one, student, submission, **kwargs):
+            if on_submit:
+                on_submit(student, sent)
+            sent.append(student)
             events.append(("sent", student))
             return Future(student)
 
     def wait(pending, timeout, return_when):
+        if on_wait:
+            on_wait(sent)
         events.append(("in flight", len(pending)))
         first = min(pending, key=lambda f: f.student)
         return {first}, set(pending) - {first}
@@ -151,6 +160,13 @@ def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeyp
     monkeypatch.setattr(api.coursedir, "db_url", "postgresql://nobody@nowhere/db")
     results = list(cluster.grade_on_cluster(api, grade_submission, ASSIGNMENT, students, set(students), {}, False,
                                             "tcp://127.0.0.1:1"))
+    return results, events
+
+
+def test_the_client_holds_a_few_submissions_at_a_time_not_the_class(api, monkeypatch):
+    # Review: every student's files (up to 500 MiB each) were read and submitted before the first result.
+    students = [f"s{i:02}" for i in range(20)]
+    results, events = _stand_in_cluster(api, monkeypatch, students)
     assert sorted(r.student_id for r in results) == students
     assert max(n for what, n in events if what == "in flight") == 4  # 2 per worker thread, at least 4
     assert events[:5] == [("sent", "s00"), ("sent", "s01"), ("sent", "s02"), ("sent", "s03"), ("in flight", 4)]
@@ -162,55 +178,19 @@ def test_a_scheduler_that_goes_away_gives_every_student_a_row(api, monkeypatch, 
     # submit, ValueError from wait), and no row of the run was written.
     import distributed
 
-    from torchsteps.grading import cluster
-    from torchsteps.results.status import Status, SubmissionResult
+    from torchsteps.results.status import Status
+
+    def closed_at_six(student, sent):
+        if len(sent) == 6:
+            raise distributed.client.ClosedClientError("the client was closed")
+
+    def gone_after_six(sent):
+        if len(sent) >= 6:
+            raise ValueError("No clients found")
 
     students = [f"s{i:02}" for i in range(10)]
-    root = Path(api.coursedir.root)
-    for student in students:
-        (root / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
-        (root / "submitted" / student / ASSIGNMENT / "n.ipynb").write_text("{}")
-    sent = []
-
-    class Future:
-        def __init__(self, student):
-            self.student = student
-
-        def result(self):
-            return SubmissionResult(self.student, ASSIGNMENT, status=Status.GRADED), {}
-
-        def release(self):
-            raise RuntimeError("client closed")
-
-        def cancel(self):
-            raise RuntimeError("client closed")
-
-    class Client:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        register_plugin = close = lambda self, *a, **k: None
-        scatter = lambda self, data, **k: data
-        nthreads = lambda self: {"w1": 1}
-        scheduler_info = lambda self, **k: {}
-
-        def submit(self, fn, bundle, grade_one, student, submission, **kwargs):
-            if breaks == "submit" and len(sent) == 6:
-                raise distributed.client.ClosedClientError("the client was closed")
-            sent.append(student)
-            return Future(student)
-
-    def wait(pending, timeout, return_when):
-        if breaks == "wait" and len(sent) >= 6:
-            raise ValueError("No clients found")
-        first = min(pending, key=lambda f: f.student)
-        return {first}, set(pending) - {first}
-
-    monkeypatch.setattr(distributed, "Client", Client)
-    monkeypatch.setattr(distributed, "wait", wait)
-    monkeypatch.setattr(api.coursedir, "db_url", "postgresql://nobody@nowhere/db")
-    results = list(cluster.grade_on_cluster(api, grade_submission, ASSIGNMENT, students, set(students), {}, False,
-                                            "tcp://127.0.0.1:1"))
+    results, _ = _stand_in_cluster(api, monkeypatch, students, on_submit=closed_at_six if breaks == "submit" else None,
+                                   on_wait=gone_after_six if breaks == "wait" else None)
     assert sorted(r.student_id for r in results) == students  # one row each, none lost, none twice
     graded = [r.student_id for r in results if r.status is Status.GRADED]
     lost = [r for r in results if r.status is Status.ERROR]
