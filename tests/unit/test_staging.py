@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import nbformat
 import pytest
@@ -194,16 +195,16 @@ def test_a_folder_named_like_a_notebook_is_a_reason_not_a_crash(tmp_path):
 
 
 def test_a_linked_student_or_assignment_folder_is_named(tmp_path):
-    from torchsteps.grading.staging import linked_folder
+    from torchsteps.grading.staging import folder_problem
 
     (tmp_path / "source" / "a").mkdir(parents=True)
     (tmp_path / "submitted" / "ada").mkdir(parents=True)
     (tmp_path / "submitted" / "ada" / "a").symlink_to(tmp_path / "source" / "a")
     (tmp_path / "submitted" / "ben").symlink_to(tmp_path / "submitted" / "ada")
     (tmp_path / "submitted" / "cy" / "a").mkdir(parents=True)
-    assert linked_folder(tmp_path / "submitted" / "ada", "a").startswith("submitted/ada/a is a link, not a folder")
-    assert linked_folder(tmp_path / "submitted" / "ben", "a").startswith("submitted/ben is a link, not a folder")
-    assert linked_folder(tmp_path / "submitted" / "cy", "a") is None
+    assert folder_problem(tmp_path / "submitted" / "ada", "a").startswith("submitted/ada/a is a link, not a folder")
+    assert folder_problem(tmp_path / "submitted" / "ben", "a").startswith("submitted/ben is a link, not a folder")
+    assert folder_problem(tmp_path / "submitted" / "cy", "a") is None
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -218,3 +219,50 @@ def test_json_of_the_wrong_shape_is_a_reason_not_a_crash(tmp_path, content, reas
     _write(submitted, "01_intro.ipynb", content)
     with pytest.raises(UnreadableSubmission, match=reason):
         stage_submission(submitted, tmp_path / "staged", EXPECTED)
+
+
+_AS_GRADER = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from torchsteps.grading.driver import list_submissions
+from torchsteps.grading.incremental import submission_digest
+from torchsteps.grading.staging import folder_problem, submission_folder
+root = Path(sys.argv[1])
+cd = SimpleNamespace(root=str(root), submitted_directory="submitted", source_directory="source")
+print(list_submissions(SimpleNamespace(coursedir=cd), "a"))
+for student in ("ada", "bob"):
+    print(folder_problem(submission_folder(root / "submitted", student), "a"))
+    print(len(submission_digest(cd, "a", student)))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (to act as nobody) and setpriv")
+def test_a_folder_the_grading_user_may_not_look_into_is_named_not_a_crash():
+    # Review: below a `chmod 000` folder (kept by `cp -a` from a hub) Path.is_dir raises PermissionError for a
+    # grading user who is not root; list_submissions and grade_submission let it out and the class stopped.
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="torchsteps-test-unreadable-", dir="/var/tmp"))
+    try:
+        os.chmod(root, 0o755)
+        for student in ("ada", "bob"):
+            (root / "submitted" / student / "a").mkdir(parents=True)
+            (root / "submitted" / student / "a" / "n.ipynb").write_text("{}")
+        for folder in root.rglob("*"):
+            os.chmod(folder, 0o755 if folder.is_dir() else 0o644)
+        os.chmod(root / "submitted" / "ada", 0o000)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c"]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        if subprocess.run([*as_nobody, "import torchsteps.grading.driver"], capture_output=True, env=env, timeout=120).returncode:
+            pytest.skip("this Python, or this checkout, cannot be read by user nobody here")
+        done = subprocess.run([*as_nobody, _AS_GRADER, str(root)], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.splitlines() == ["['ada', 'bob']", "submitted/ada/a cannot be read by the grading user: Permission denied",
+                                            "64", "None", "64"]
+    finally:
+        os.chmod(root / "submitted" / "ada", 0o755)
+        shutil.rmtree(root, ignore_errors=True)

@@ -47,7 +47,7 @@ from traitlets.config import Configurable
 from ..constants import SELFCHECK_WHEEL_GLOB
 from ..results.status import Status, SubmissionResult
 from .course import CONFIG_FILE, load_config, open_api
-from .staging import STAGING_DIR, UnreadableSubmission, gradable_files, linked_folder, submission_folder
+from .staging import STAGING_DIR, UnreadableSubmission, gradable_files, folder_problem, submission_folder
 from .submission_files import SubmissionFiles, SubmissionLimits, list_submission, read_file
 
 __all__ = ["DaskCluster", "ClusterError", "CourseBundle", "SubmittedFiles", "course_bundle", "grade_on_cluster", "grade_task"]
@@ -275,9 +275,9 @@ def _read_submission(submitted: Path, student_id: str, assignment_id: str, limit
     """
     student_folder = submission_folder(submitted, student_id)
     folder = student_folder / assignment_id
-    linked = linked_folder(student_folder, assignment_id)
-    if linked:
-        raise UnreadableSubmission(linked)
+    problem = folder_problem(student_folder, assignment_id)
+    if problem:
+        raise UnreadableSubmission(problem)
     if not folder.is_dir():
         return None
     try:

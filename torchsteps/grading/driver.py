@@ -29,7 +29,7 @@ from .course import register_roster
 from .incremental import DigestStore, submission_digest
 from .parallel import grade_in_parallel
 from .release import release
-from .staging import STAGING_DIR, UnreadableSubmission, linked_folder, stage_submission, submission_folder
+from .staging import STAGING_DIR, UnreadableSubmission, folder_problem, stage_submission, submission_folder
 from .submission_files import SubmissionLimits
 
 __all__ = ["list_submissions", "grade_submission", "grade_class", "UnknownStudent"]
@@ -54,10 +54,14 @@ def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
     submitted = Path(api.coursedir.root) / api.coursedir.submitted_directory
     if not submitted.is_dir():
         return []
-    return sorted({
-        unicodedata.normalize("NFC", p.name) for p in submitted.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and (p / assignment_id).is_dir()
-    })
+
+    def submitted_this(p: Path) -> bool:
+        try:
+            return p.is_dir() and (p / assignment_id).is_dir()
+        except OSError:  # a folder the grading user may not look into: listed, and its row says why
+            return True
+
+    return sorted({unicodedata.normalize("NFC", p.name) for p in submitted.iterdir() if not p.name.startswith(".") and submitted_this(p)})
 
 
 def release_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, dict]:
@@ -148,13 +152,13 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
     folder = student_folder / assignment_id
     expected = expected if expected is not None else expected_notebooks(api, assignment_id)
     try:
+        problem = folder_problem(student_folder, assignment_id)  # first: is_dir raises where the grader may not look
+        if problem:
+            raise UnreadableSubmission(problem)
         if not folder.is_dir():
             result.status = Status.NOT_SUBMITTED
             result.finished = time.time()
             return result
-        linked = linked_folder(student_folder, assignment_id)
-        if linked:
-            raise UnreadableSubmission(linked)
         if not _create_student(api) and student_id not in known_students:
             raise UnreadableSubmission(
                 f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "

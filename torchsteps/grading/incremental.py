@@ -33,8 +33,12 @@ def _hash_tree(h, folder: Path, label: str, limits: SubmissionLimits | None = No
     over the caps read). What is left out counts by its name and reason, and what cannot be read counts by
     its error, so grading goes on to give that student the reason (and a fixed permission changes the digest)."""
     h.update(f"\0{label}\0".encode())
-    if folder.is_symlink() or not folder.is_dir():
-        h.update(b"link" if folder.is_symlink() else b"")
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            h.update(b"link" if folder.is_symlink() else b"")
+            return
+    except OSError as why:  # the grading user may not look into it: grading gives the reason
+        h.update(f"unreadable {why.errno}".encode())
         return
     listing = list_submission(folder, limits, first)
     entries = [(path, f"unreadable {why}".encode()) for path, why in listing.unreadable]

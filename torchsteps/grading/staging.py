@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import unicodedata
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from nbformat.v4.nbbase import random_cell_id
 
 from .submission_files import OVER_TOTAL, TOO_LARGE, SubmissionFiles, SubmissionLimits, WriteFailed, copy_file, list_submission
 
-__all__ = ["STAGING_DIR", "TIMESTAMP_FILE", "UnreadableSubmission", "gradable_files", "taken_first", "stage_submission", "submission_folder", "linked_folder"]
+__all__ = ["STAGING_DIR", "TIMESTAMP_FILE", "UnreadableSubmission", "gradable_files", "taken_first", "stage_submission", "submission_folder", "folder_problem"]
 
 STAGING_DIR = ".grading/staging/submitted"
 # nbgrader reads a submission's time from this file (hard-coded in nbgrader 0.9: CourseDirectory.get_existing_timestamp,
@@ -49,22 +50,34 @@ class UnreadableSubmission(ValueError):
 
 
 def submission_folder(submitted: Path, student_id: str) -> Path:
-    """``submitted/<student_id>``, or the folder whose name is another Unicode normal form of the same id."""
+    """``submitted/<student_id>``, or the folder whose name is another Unicode normal form of the same id.
+    Never raises: what cannot be read is left to :func:`folder_problem` to name."""
     exact = submitted / student_id
-    if exact.is_dir() or not submitted.is_dir():
-        return exact
-    for p in submitted.iterdir():
-        if p.is_dir() and unicodedata.normalize("NFC", p.name) == unicodedata.normalize("NFC", student_id):
-            return p
+    try:
+        if exact.is_dir() or not submitted.is_dir():
+            return exact
+        for p in submitted.iterdir():
+            if p.is_dir() and unicodedata.normalize("NFC", p.name) == unicodedata.normalize("NFC", student_id):
+                return p
+    except OSError:
+        pass
     return exact
 
 
-def linked_folder(student_folder: Path, assignment_id: str) -> str | None:
-    """Why ``student_folder`` (``submitted/<student>``) or its assignment folder cannot be graded when one of
-    them is a link (to ``source/<assignment>``, another student's folder...); None when neither is."""
+def folder_problem(student_folder: Path, assignment_id: str) -> str | None:
+    """Why ``student_folder`` (``submitted/<student>``) or its assignment folder cannot be graded, or None: one
+    of them is a link (to ``source/<assignment>``, another student's folder...), or the grading user may not
+    look into it (a folder copied with ``cp -a`` from a hub keeps a student's ``chmod 000``; ``Path.is_dir``
+    then raises ``PermissionError``, which stopped the class). A folder that does not exist is no problem."""
     for folder in (student_folder, student_folder / assignment_id):
-        if folder.is_symlink():
-            where = f"{folder.parent.name}/{folder.name}" if folder != student_folder else folder.name
+        where = f"{folder.parent.name}/{folder.name}" if folder != student_folder else folder.name
+        try:
+            mode = os.lstat(folder).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as why:
+            return f"submitted/{where} cannot be read by the grading user: {why.strerror or why}"
+        if stat.S_ISLNK(mode):
             return (f"submitted/{where} is a link, not a folder: only a student's own files are graded; "
                     "put the files themselves there")
     return None
