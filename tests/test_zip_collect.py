@@ -266,3 +266,24 @@ def test_an_archive_a_student_uploaded_is_not_unpacked_so_its_names_claim_nothin
     skipped = [n for n in notes if uploaded in n]
     assert len(skipped) == 1 and "not unpacked" in skipped[0], text
     assert not list((course / "downloaded" / ASSIGNMENT / "extracted").rglob("*2030*")), "the inner zip was unpacked"
+
+
+@pytest.mark.parametrize("layout", ["unzipped download", "attempt at the top"])
+def test_a_students_archive_is_not_unpacked_in_any_layout(tmp_path, layout):
+    # Review: a download the browser had unzipped (a folder in archive/) still had the student's zip unpacked,
+    # as was one dropped at the top of archive/ under its LMS name: bob's attempt was replaced, dated 2020.
+    course = _course(tmp_path)
+    correct, _ = _notebooks(course)
+    inner = tmp_path / "work.zip"
+    _zip(inner, {f"pytorch_basics_bob_attempt_2020-01-01-00-00-00_{NOTEBOOK}.ipynb": b"{}"})
+    uploaded = "pytorch_basics_jo_attempt_2026-03-09-10-00-00_work.zip"
+    where = _archive(course) / "gradebook_pytorch_basics" if layout == "unzipped download" else _archive(course)
+    where.mkdir(parents=True)
+    (where / f"pytorch_basics_bob_attempt_2026-03-01-10-00-00_{NOTEBOOK}.ipynb").write_bytes(correct)
+    (where / uploaded).write_bytes(inner.read_bytes())
+    notes = collect_lms_downloads(open_api(course), ASSIGNMENT)
+    text = "\n".join(notes)
+    assert (course / "submitted" / "bob" / ASSIGNMENT / f"{NOTEBOOK}.ipynb").read_bytes() == correct, text
+    assert (course / "submitted" / "bob" / ASSIGNMENT / "timestamp.txt").read_text() == "2026-03-01 10:00:00"
+    skipped = [n for n in notes if uploaded in n]
+    assert len(skipped) == 1 and "not unpacked" in skipped[0], text

@@ -23,9 +23,11 @@ Two plugins make nbgrader's zip_collect fit real downloads (both are used unless
   (nbgrader drops what follows the last dot of a name like ``v1.2_lab``), ignores macOS metadata
   (``__MACOSX/``, ``._*``), and says why each file it skips was skipped;
 - :class:`LmsExtractorPlugin` extracts each archive on its own: an unreadable archive is reported and
-  the others are still collected (nbgrader's extractor stops at the first bad archive). An archive inside
-  the download (a student uploaded a zip) is not unpacked, unlike nbgrader's extractor: the files in it
-  could be named to claim another attempt time or another student's id. The collector names it as skipped.
+  the others are still collected (nbgrader's extractor stops at the first bad archive). Only archives
+  directly in ``archive/`` and not named like an attempt are unpacked: an archive inside the download, in a
+  folder of ``archive/`` (a download the browser unzipped) or named ``..._attempt_<time>_...`` is a
+  student's upload, whose files could be named to claim another attempt time or another student's id.
+  The collector names it as skipped.
 
 The behaviour is ``--force``'s: ``extracted/`` and the folder of every collected student are replaced,
 so collecting again gives the same ``submitted/``; the download replaces a student's whole
@@ -68,6 +70,8 @@ NAMED_REGEXP = (
 )
 TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S"
 _ARCHIVE_EXTENSIONS = frozenset({".zip", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar"})
+# The part of an LMS file name that says it is one student's attempt (Blackboard: <assignment>_<student>_attempt_<time>_<file>).
+_ATTEMPT_NAME = re.compile(r"_attempt_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}_")
 
 class LmsFileNameCollectorPlugin(FileNameCollectorPlugin):
     """nbgrader's file-name collector, for LMS downloads (see the module docstring).
@@ -97,7 +101,7 @@ class LmsFileNameCollectorPlugin(FileNameCollectorPlugin):
         if ext in _ARCHIVE_EXTENSIONS:
             self._skip(submitted_file, "an archive inside the download (a student's upload): not unpacked, since the "
                                        "names of its files could claim another attempt time or another student; "
-                                       "unpack it by hand if it holds a real submission")
+                                       "only the LMS's own download files directly in archive/ are unpacked")
             return None
         if ext not in self.valid_ext:
             self._skip(submitted_file, f"not a notebook ({', '.join(self.valid_ext)})")
@@ -165,7 +169,11 @@ class LmsExtractorPlugin(ExtractorPlugin):
             for name in sorted(files):
                 src = os.path.join(root, name)
                 stem, ext = os.path.splitext(name)
-                if ext not in self.zip_ext:
+                # Only the LMS's own downloads, at the top of archive/, are unpacked. An archive in a folder (a
+                # download unzipped by the browser) or named like an attempt is a student's upload: its files,
+                # named like the LMS's, could claim another attempt time or another student's id. It is copied,
+                # and the collector skips it with the reason.
+                if ext not in self.zip_ext or root != archive_path or _ATTEMPT_NAME.search(name):
                     shutil.copy(src, os.path.join(extract_to, name))
                     continue
                 problem = _archive_problem(src)
@@ -174,9 +182,7 @@ class LmsExtractorPlugin(ExtractorPlugin):
                     existed = os.path.isdir(own)
                     try:
                         self.log.info("Extracting from: %s", src)
-                        # tree=False (nbgrader's extractor unpacks archives inside archives): an archive inside the
-                        # download is a student's upload, and its files, named like the LMS's, could carry another
-                        # attempt time (no late penalty) or another student's id; it stays packed, and is skipped.
+                        # tree=False: nbgrader's extractor unpacks archives inside archives (students' uploads)
                         unzip(src, extract_to, zip_ext=self.zip_ext, create_own_folder=True, tree=False)
                     except Exception as e:  # noqa: BLE001 (any failure of one archive must not stop the others)
                         problem = f"{type(e).__name__}: {e}"
