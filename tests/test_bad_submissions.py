@@ -133,7 +133,7 @@ def build_class(course):
     odd = os.path.join(os.fsencode(course / "submitted"), b"st\xff", ASSIGNMENT.encode())
     os.makedirs(odd)
     nbformat.write(good, os.fsdecode(os.path.join(odd, f"{NOTEBOOK}.ipynb".encode())))
-    expect["st\\xff"] = ("error", "submitted/st\\xff is not valid UTF-8")
+    expect["submitted/st\\xff"] = ("error", "the folder name submitted/st\\xff is not valid UTF-8")  # no folder has a "/"
     (folder("folder_notebook") / f"{NOTEBOOK}.ipynb").mkdir()
     expect["folder_notebook"] = ("error", f"{NOTEBOOK}.ipynb is a folder, not a notebook")
     # --- notebook structure ----------------------------------------------------------------------
@@ -268,7 +268,7 @@ def bad_class(tmp_path_factory):
     course = tmp_path_factory.mktemp("bad") / "course"
     copy_course(course, demo_class=False)
     expect = build_class(course)
-    roster = sorted(s for s in expect if s not in ("stranger", "st\\xff"))
+    roster = sorted(s for s in expect if s not in ("stranger", "submitted/st\\xff"))
     write_roster(course, roster)
     with (course / "nbgrader_config.py").open("a", encoding="utf-8") as f:
         f.write("c.GuardedExecute.timeout = 10\nc.GuardedExecute.notebook_timeout = 40\n")
@@ -345,7 +345,7 @@ def _check(student, row, expectation):
     "invalid_json", "empty_file", "not_utf8", "renamed", "missing", "extra_files", "old_format", "duplicated_cell",
     "test_deleted", "tests_edited", "grade_flag_flipped", "infinite_loop", "memory_bomb", "fork_bomb", "kills_kernel",
     "huge_output", "stderr_and_warnings", "calls_input", "huge_images", "stranger", "fully_correct", "links",
-    "linked_folder", "folder_notebook", "huge_file", "huge_notebook", "st\\xff",
+    "linked_folder", "folder_notebook", "huge_file", "huge_notebook", "submitted/st\\xff",
     "patches_checks", "fake_equal", "reads_source", "lms.student", *REAL_WORLD,
 ])
 def test_each_kind_gets_the_right_score_or_a_clear_reason(bad_class, student):

@@ -104,7 +104,7 @@ def test_a_task_writes_the_submission_and_puts_the_clients_notes_first(api, tmp_
     assert not list(tmp_path.rglob("escaped.txt")) and not list(tmp_path.rglob("outside"))
 
 
-def _stand_in_cluster(api, monkeypatch, students, on_submit=None, on_wait=None):
+def _stand_in_cluster(api, monkeypatch, students, on_submit=None, on_wait=None, roster=None):
     """grade_on_cluster's results for ``students`` (each with a notebook) through a stand-in Dask client with one
     worker thread, whose tasks finish in student order; ``on_submit(student, sent)``/``on_wait(sent)`` may raise.
     Returns ``(results, events)``: events are ("sent", student) and ("in flight", n) in order."""
@@ -158,8 +158,8 @@ def _stand_in_cluster(api, monkeypatch, students, on_submit=None, on_wait=None):
     monkeypatch.setattr(distributed, "Client", Client)
     monkeypatch.setattr(distributed, "wait", wait)
     monkeypatch.setattr(api.coursedir, "db_url", "postgresql://nobody@nowhere/db")
-    results = list(cluster.grade_on_cluster(api, grade_submission, ASSIGNMENT, students, set(students), {}, False,
-                                            "tcp://127.0.0.1:1"))
+    results = list(cluster.grade_on_cluster(api, grade_submission, ASSIGNMENT, students,
+                                            set(students) if roster is None else roster, {}, False, "tcp://127.0.0.1:1"))
     return results, events
 
 
@@ -195,3 +195,22 @@ def test_a_scheduler_that_goes_away_gives_every_student_a_row(api, monkeypatch, 
     graded = [r.student_id for r in results if r.status is Status.GRADED]
     lost = [r for r in results if r.status is Status.ERROR]
     assert graded and lost and all("the Dask scheduler at tcp://127.0.0.1:1 could no longer be used" in r.reason for r in lost)
+
+
+def test_a_student_not_on_the_roster_gets_the_local_reason_before_any_file_is_read(api, monkeypatch):
+    # Review: the Dask client read the files first, so an unreadable file gave "could not read" where a local
+    # run says "not on the roster" (c.Autograde.create_student = False in this course).
+    from torchsteps.grading import submission_files
+
+    real_open = submission_files._open_regular
+
+    def refuse_zed(path):
+        if "/zed/" in str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path)
+
+    monkeypatch.setattr(submission_files, "_open_regular", refuse_zed)
+    results, events = _stand_in_cluster(api, monkeypatch, ["yan", "zed"], roster={"yan"})
+    rows = {r.student_id: r for r in results}
+    assert rows["zed"].reason.startswith("student 'zed' is not on the roster"), rows["zed"].reason
+    assert ("sent", "zed") not in events and ("sent", "yan") in events

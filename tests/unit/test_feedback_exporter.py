@@ -193,26 +193,30 @@ HARMFUL_MARKDOWN = "\n\n".join([
 ])
 
 
-@pytest.mark.parametrize("who", ["formgrader", "feedback"])
-def test_links_to_harmful_protocols_in_student_markdown_are_dead(who):
-    # Review: [x](javascript:alert(1)) in a markdown cell was a live link in the formgrader (no CSP there).
+def _exporter_and_resources(who: str):
+    """The formgrader's exporter as nbgrader makes it (formgrader.py) with what its SubmissionHandler passes, or
+    the course's feedback exporter with GetGrades' resources."""
     from nbgrader.server_extensions.formgrader import handlers
 
     from torchsteps.grading.course import load_config
     from torchsteps.nbgrader_plugins.feedback import FeedbackExporter
 
     config = load_config(REPO)
-    if who == "formgrader":  # as nbgrader's formgrader makes its exporter (formgrader.py)
-        config.HTMLExporter.template_name = "formgrade"
-        config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
-        exporter = HTMLExporter(config=config)
-    else:
-        exporter = FeedbackExporter(config=config)
-    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
-    cell = new_markdown_cell(HARMFUL_MARKDOWN, attachments={"p.png": {"image/png": PNG}, "s.svg": {"image/svg+xml": svg}})
-    resources = _resources() if who == "feedback" else {  # what formgrader's SubmissionHandler passes
+    if who == "feedback":
+        return FeedbackExporter(config=config), _resources()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    return HTMLExporter(config=config), {
         "assignment_id": ASSIGNMENT, "notebook_id": "02_creating_tensors", "submission_id": "s1", "index": 0, "total": 1,
         "base_url": "", "student": "ada", "last_name": "", "first_name": "", "notebook_path": "/x.ipynb"}
+
+
+@pytest.mark.parametrize("who", ["formgrader", "feedback"])
+def test_links_to_harmful_protocols_in_student_markdown_are_dead(who):
+    # Review: [x](javascript:alert(1)) in a markdown cell was a live link in the formgrader (no CSP there).
+    exporter, resources = _exporter_and_resources(who)
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
+    cell = new_markdown_cell(HARMFUL_MARKDOWN, attachments={"p.png": {"image/png": PNG}, "s.svg": {"image/svg+xml": svg}})
     body, _ = exporter.from_notebook_node(new_notebook(cells=[cell]), resources=resources)
     hrefs = [a.get("href") for a in BeautifulSoup(body, "html.parser").find_all("a")]
     srcs = [img.get("src") for img in BeautifulSoup(body, "html.parser").find_all("img")]
@@ -236,22 +240,8 @@ REMOTE_IMAGES = "\n\n".join([
 def test_remote_images_in_student_markdown_are_links_not_loaded(who):
     # Review (LOW): ![](https://host/pixel.png) loaded in the formgrader (no CSP there), telling the student's
     # server when and from where the instructor looked.
-    from nbgrader.server_extensions.formgrader import handlers
-
-    from torchsteps.grading.course import load_config
-    from torchsteps.nbgrader_plugins.feedback import FeedbackExporter
-
-    config = load_config(REPO)
-    if who == "formgrader":
-        config.HTMLExporter.template_name = "formgrade"
-        config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
-        exporter = HTMLExporter(config=config)
-    else:
-        exporter = FeedbackExporter(config=config)
+    exporter, resources = _exporter_and_resources(who)
     cell = new_markdown_cell(REMOTE_IMAGES, attachments={"p.png": {"image/png": PNG}})
-    resources = _resources() if who == "feedback" else {
-        "assignment_id": ASSIGNMENT, "notebook_id": "02_creating_tensors", "submission_id": "s1", "index": 0, "total": 1,
-        "base_url": "", "student": "ada", "last_name": "", "first_name": "", "notebook_path": "/x.ipynb"}
     body, _ = exporter.from_notebook_node(new_notebook(cells=[cell]), resources=resources)
     soup = BeautifulSoup(body, "html.parser")
     assert [img.get("src") for img in soup.find_all("img")] == ["plot.png", f"data:image/png;base64,{PNG}"]
@@ -282,3 +272,18 @@ def test_a_relative_sandbox_folder_is_hidden_only_as_a_path(tmp_path, monkeypatc
     cell = new_code_cell("", outputs=[new_output("stream", name="stdout", text=text)])
     nb, _ = HideGradingPaths(config=config).preprocess(new_notebook(cells=[cell]), {})
     assert nb.cells[0].outputs[0].text == "running the model: 3 runs done in <sandbox>/torchsteps-kernel-1\n"
+
+
+@pytest.mark.parametrize("who", ["formgrader", "feedback"])
+def test_a_locked_cell_keeps_its_remote_images_and_a_missing_attachment_is_named(who):
+    # A locked cell's source is the instructor's (nbgrader's OverwriteCells restores it at autograde): its remote
+    # diagrams load as before. A missing attachment raised nbconvert's InvalidNotebook, which stopped the
+    # formgrader's view of that notebook and the student's feedback.
+    exporter, resources = _exporter_and_resources(who)
+    lesson = new_markdown_cell("![diagram](https://pytorch.org/tensor.png)", metadata={"nbgrader": {
+        "grade_id": "lesson", "locked": True, "solution": False, "grade": False, "schema_version": 3}})
+    student = new_markdown_cell("![diagram](https://pytorch.org/tensor.png) ![gone](attachment:gone.png)")
+    body, _ = exporter.from_notebook_node(new_notebook(cells=[lesson, student]), resources=resources)
+    soup = BeautifulSoup(body, "html.parser")
+    assert [img.get("src") for img in soup.find_all("img")] == ["https://pytorch.org/tensor.png"]
+    assert "[remote image: diagram]" in soup.get_text() and "[missing attachment: gone.png]" in soup.get_text()

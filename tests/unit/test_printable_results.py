@@ -33,3 +33,11 @@ def test_an_older_status_file_with_surrogates_is_read_printable(tmp_path):
     write_status(tmp_path, [raw])  # as an older version wrote it (JSON escapes the surrogates)
     (back,) = read_status(tmp_path)
     assert (back.reason, back.notes, back.flags) == ("x\\xfe.ipynb is an empty file", ["n\\xff"], ["f\\xfd"])
+
+
+def test_a_folder_name_that_is_not_utf8_gets_a_row_id_no_folder_can_have():
+    # Review: printable() mapped b"zz\xff" and a folder literally named "zz\xff" to one id: one row for two.
+    from torchsteps.grading.driver import row_id
+
+    assert row_id(os.fsdecode(b"zz\xff")) == "submitted/zz\\xff"
+    assert row_id("zz\\xff") == "zz\\xff" and row_id("zoë") == "zoë"

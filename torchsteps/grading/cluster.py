@@ -46,7 +46,7 @@ from traitlets.config import Configurable
 
 from ..constants import SELFCHECK_WHEEL_GLOB
 from ..results.status import Status, SubmissionResult
-from .course import CONFIG_FILE, load_config, open_api
+from .course import CONFIG_FILE, load_config, open_api, roster_refusal
 from .staging import STAGING_DIR, UnreadableSubmission, gradable_files, folder_problem, submission_folder
 from .submission_files import SubmissionFiles, SubmissionLimits, list_submission, read_file
 
@@ -266,12 +266,15 @@ def _workers(client) -> dict:
 
 
 def _read_submission(submitted: Path, student_id: str, assignment_id: str, limits: SubmissionLimits,
-                     expected) -> SubmittedFiles | None:
+                     expected, refused: str | None = None) -> SubmittedFiles | None:
     """What a task carries of one student's submission: the files local staging would copy, with its notes
-    (:func:`torchsteps.grading.staging.gradable_files`); None when no folder was submitted.
+    (:func:`torchsteps.grading.staging.gradable_files`); None when no folder was submitted. The checks come
+    in the order of :func:`torchsteps.grading.driver.grade_submission`, so a row says what a local run says:
+    ``refused`` (:func:`torchsteps.grading.course.roster_refusal`) before any file is read.
 
     Raises:
-        UnreadableSubmission: the folder is a link, or a file cannot be read or is needed and over the caps.
+        UnreadableSubmission: the folder is a link or cannot be looked into, the student is ``refused``, or a
+            file cannot be read or is needed and over the caps.
     """
     student_folder = submission_folder(submitted, student_id)
     folder = student_folder / assignment_id
@@ -280,6 +283,8 @@ def _read_submission(submitted: Path, student_id: str, assignment_id: str, limit
         raise UnreadableSubmission(problem)
     if not folder.is_dir():
         return None
+    if refused:
+        raise UnreadableSubmission(refused)
     try:
         listing = gradable_files(folder, limits, expected)
         return SubmittedFiles(files=_regular_files(folder, listing), folders=tuple(listing.folders),
@@ -336,7 +341,8 @@ def grade_on_cluster(api: NbGraderAPI, grade_one: GradeOne, assignment_id: str, 
             while queue and room > 0:
                 student_id = queue[0]
                 try:
-                    submission = _read_submission(submitted, student_id, assignment_id, limits, expected)
+                    submission = _read_submission(submitted, student_id, assignment_id, limits, expected,
+                                                  roster_refusal(api, student_id, roster_ids))
                 except UnreadableSubmission as why:  # its row says why, and the rest is graded
                     queue.pop(0)
                     yield _failed(student_id, assignment_id, str(why))

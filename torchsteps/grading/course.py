@@ -148,6 +148,21 @@ def import_students(api: NbGraderAPI, path: str | os.PathLike) -> None:
         app.log.removeHandler(handler)
 
 
+def creates_students(api: NbGraderAPI) -> bool:
+    """nbgrader's ``Autograde.create_student`` (default True): may autograde add unknown students?"""
+    return bool(api.config.Autograde.get("create_student", True))
+
+
+def roster_refusal(api: NbGraderAPI, student_id: str, known_students) -> str | None:
+    """Why ``student_id`` is not graded (with ``c.Autograde.create_student = False``, as stock autograde refuses
+    a student not in the gradebook), or None. Checked before any file of the submission is read, locally and
+    on a Dask client alike, so that both give the same reason."""
+    if creates_students(api) or student_id in known_students:
+        return None
+    return (f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "
+            "or with `nbgrader db student add|import`, or in the formgrader")
+
+
 def register_roster(api: NbGraderAPI) -> set[str]:
     """Register the assignments and import the roster CSV into the gradebook; the gradebook's student ids.
 

@@ -25,7 +25,7 @@ from ..nbgrader_plugins.tamper import METADATA_KEY
 from ..results.status import Status, SubmissionResult, printable, read_status, write_status
 from .archives import write_feedback_archives
 from .cluster import grade_on_cluster
-from .course import register_roster
+from .course import creates_students, register_roster, roster_refusal
 from .incremental import DigestStore, submission_digest
 from .parallel import grade_in_parallel
 from .release import release
@@ -62,6 +62,13 @@ def list_submissions(api: NbGraderAPI, assignment_id: str) -> list[str]:
             return True
 
     return sorted({unicodedata.normalize("NFC", p.name) for p in submitted.iterdir() if not p.name.startswith(".") and submitted_this(p)})
+
+
+def row_id(folder_name: str) -> str:
+    """The id a student's row has: the folder's name, or for a name that is not UTF-8 (a lone surrogate from
+    the file system) ``submitted/<name written with escapes>``, which no folder can be named (the ``/``),
+    so that it never takes the row of a student whose folder is literally called ``zz\\xff``."""
+    return folder_name if printable(folder_name) == folder_name else f"submitted/{printable(folder_name)}"
 
 
 def release_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, dict]:
@@ -133,11 +140,6 @@ def expected_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, frozen
         return {nb.name: frozenset(c.name for c in nb.source_cells) for nb in gb.find_assignment(assignment_id).notebooks}
 
 
-def _create_student(api: NbGraderAPI) -> bool:
-    """nbgrader's ``Autograde.create_student`` (default True): may autograde add unknown students?"""
-    return bool(api.config.Autograde.get("create_student", True))
-
-
 def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, known_students: set[str], expected=None, feedback: bool = True) -> SubmissionResult:
     """Autograde one submission and (with ``feedback``) generate its feedback; never raises for a bad submission.
 
@@ -159,11 +161,9 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
             result.status = Status.NOT_SUBMITTED
             result.finished = time.time()
             return result
-        if not _create_student(api) and student_id not in known_students:
-            raise UnreadableSubmission(
-                f"student '{student_id}' is not on the roster (not a student in the gradebook): add them to students.csv, "
-                "or with `nbgrader db student add|import`, or in the formgrader"
-            )
+        refused = roster_refusal(api, student_id, known_students)
+        if refused:
+            raise UnreadableSubmission(refused)
         staged = root / STAGING_DIR / student_id / assignment_id
         try:
             result.notes = stage_submission(folder, staged, expected, release_notebooks(api, assignment_id),
@@ -187,7 +187,7 @@ def grade_submission(api: NbGraderAPI, assignment_id: str, student_id: str, know
         result.finished = time.time()
         return result
     with temp_attrs(api.coursedir, submitted_directory=STAGING_DIR):
-        graded = api.autograde(assignment_id, student_id, force=True, create=_create_student(api))
+        graded = api.autograde(assignment_id, student_id, force=True, create=creates_students(api))
     result.notes += _notes_from(graded.get("log", ""))
     if not graded["success"]:
         result.reason = _reason_from(graded)
@@ -271,8 +271,8 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
     to_grade = []
     for student_id in selected:
         if student_id in undecodable:
-            record(SubmissionResult(printable(student_id), assignment_id, status=Status.ERROR, finished=time.time(), reason=(
-                f"the folder name submitted/{printable(student_id)} is not valid UTF-8, so it is no student id of the "
+            record(SubmissionResult(row_id(student_id), assignment_id, status=Status.ERROR, finished=time.time(), reason=(
+                f"the folder name {row_id(student_id)} is not valid UTF-8, so it is no student id of the "
                 "gradebook: rename the folder to the student's id")))
             continue
         kept = None if force else store.unchanged(student_id, digests[student_id], feedback)
@@ -291,9 +291,9 @@ def grade_class(api: NbGraderAPI, assignment_id: str, *, jobs: int = 1, feedback
         for result in grade_in_parallel(api, grade_submission, assignment_id, to_grade, known, expected, jobs, feedback):
             record(result)
     store.save()
-    ordered = [results[printable(s)] for s in selected]
+    ordered = [results[row_id(s)] for s in selected]
     # A folder removed since the last run: that student has now submitted nothing.
-    folders = set(list_submissions(api, assignment_id))
+    folders = {row_id(s) for s in list_submissions(api, assignment_id)}
     earlier = [r.student_id for r in read_status(api.coursedir.root)
                if r.assignment_id == assignment_id and r.student_id not in results and r.student_id not in folders]
     gone = [SubmissionResult(s, assignment_id, status=Status.NOT_SUBMITTED, finished=time.time()) for s in earlier if s in known]

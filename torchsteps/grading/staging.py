@@ -144,20 +144,17 @@ def gradable_files(submitted: Path, limits: SubmissionLimits, expected=(), times
 
     Raises:
         UnreadableSubmission: a file or folder of the submission cannot be read (the grading user may not), or a
-            file grading needs is over the caps: the timestamp, an expected notebook, or any notebook at the
-            top while an expected one is absent (it may be that one, renamed). No grade could be right without it.
+            file grading needs is over the caps: the timestamp or an expected notebook. No grade could be right
+            without it. Any other notebook over a cap (even one that may be a missing notebook renamed) is only
+            named in the notes: the notebooks that are there are still graded, the missing one scores 0.
     """
     needed = taken_first(expected, timestamp_file)
     listing = list_submission(submitted, limits, first=needed)
     if listing.unreadable:
         names = ", ".join(path for path, _why in listing.unreadable)
         raise UnreadableSubmission(f"could not read {names} from the submission: {listing.unreadable[0][1]}")
-    present = {path for path, _size in listing.taken} | {path for path, _why, _detail in listing.left_out}
-    renamed_possible = any(name not in present for name in needed[1:])
     for path, why, size in listing.left_out:
-        if why not in (TOO_LARGE, OVER_TOTAL):
-            continue
-        if path in needed or (renamed_possible and "/" not in path and path.endswith(".ipynb")):
+        if why in (TOO_LARGE, OVER_TOTAL) and path in needed:
             limit = (f"larger than {limits.max_file_mb} MiB (c.SubmissionLimits.max_file_mb)" if why == TOO_LARGE else
                      f"past the {limits.max_submission_mb} MiB or {limits.max_files} files a submission may hold "
                      "(c.SubmissionLimits.max_submission_mb, max_files)")

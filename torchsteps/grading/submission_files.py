@@ -57,6 +57,12 @@ class SubmissionLimits(Configurable):
         .tag(config=True)
 
     @property
+    def max_entries(self) -> int:
+        """How many files and folders of a submission are looked at (listed) at most: ten times ``max_files``,
+        so that a folder of a million files costs neither the memory nor the time of listing them all."""
+        return 10 * self.max_files
+
+    @property
     def max_file_bytes(self) -> int:
         return self.max_file_mb * _MIB
 
@@ -89,6 +95,7 @@ class SubmissionFiles:
     left_out: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, detail)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error) of what could not be listed
     limits: SubmissionLimits | None = None  # the caps it was listed under (None: none)
+    truncated: bool = False  # the walk stopped at limits.max_entries: the rest was not looked at
 
     def notes(self, shown: int = 10) -> list[str]:
         """One note per kind of reason, naming up to ``shown`` files each (10,000 files make one short line)."""
@@ -102,6 +109,9 @@ class SubmissionFiles:
         for path, why, detail in self.left_out:
             groups.setdefault(headings[why], []).append(f"{path} ({detail})")
         notes = []
+        if self.truncated and self.limits is not None:
+            notes.append(f"left out, not looked at: everything past the first {self.limits.max_entries} files and "
+                         "folders of the submission")
         for heading in dict.fromkeys(headings.values()):
             names = groups.get(heading, [])
             if names:
@@ -110,18 +120,28 @@ class SubmissionFiles:
         return notes
 
 
-def _walk(folder: str, found: list, outcome: SubmissionFiles) -> None:
-    """Every entry under ``folder``, links not entered; a stack, not recursion: nesting has no depth limit here
-    (a path too long for the system is an unreadable entry, not a crash)."""
+def _walk(folder: str, found: list, outcome: SubmissionFiles, max_entries: int | None) -> None:
+    """Every entry under ``folder``, links not entered, at most ``max_entries`` of them (then
+    ``outcome.truncated``); a stack, not recursion (a path too long for the system is an unreadable entry)."""
     stack = [(folder, "")]
+    seen = 0
     while stack:
         top, relative = stack.pop()
         try:
             with os.scandir(top) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                entries = []
+                for entry in listing:  # read lazily: one folder of a million entries stops at the bound
+                    seen += 1
+                    if max_entries is not None and seen > max_entries:
+                        outcome.truncated = True
+                        break
+                    entries.append(entry)
+                entries.sort(key=lambda e: e.name)
         except OSError as why:
             outcome.unreadable.append((relative or ".", why.strerror or str(why)))
             continue
+        if outcome.truncated:
+            stack.clear()
         for entry in entries:
             path = f"{relative}/{entry.name}" if relative else entry.name
             try:
@@ -137,7 +157,8 @@ def _walk(folder: str, found: list, outcome: SubmissionFiles) -> None:
                     continue
                 if not relative:
                     outcome.folders.append(path)
-                stack.append((entry.path, path))
+                if not outcome.truncated:
+                    stack.append((entry.path, path))
             else:
                 found.append((path, st))
     outcome.folders.sort()
@@ -157,7 +178,7 @@ def list_submission(folder: Path, limits: SubmissionLimits | None = None, first:
     if os.path.islink(folder) or not os.path.isdir(folder):
         return outcome
     found: list[tuple[str, os.stat_result]] = []
-    _walk(os.fspath(folder), found, outcome)
+    _walk(os.fspath(folder), found, outcome, limits.max_entries if limits is not None else None)
     rank = {path: i for i, path in enumerate(first)}
     found.sort(key=lambda item: (rank.get(item[0], len(rank) + ("/" in item[0] or not item[0].endswith(".ipynb"))), item[0]))
     total = 0

@@ -47,12 +47,13 @@ from typing import Any
 
 import jinja2
 from jinja2 import pass_context as contextfilter
+from mistune.util import escape as escape_text
+from mistune.util import striptags
 from nbconvert.exporters import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
-from mistune.util import striptags
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, List, Unicode
 from traitlets.config import Config, Configurable
@@ -191,11 +192,21 @@ _REMOTE_URL = re.compile(r"^(?!data:|attachment:)([a-z][a-z0-9+.-]*:|//)", re.IG
 class _LocalImagesRenderer(IPythonRenderer):
     """nbconvert's renderer with a remote image in a student's markdown (``![](https://host/pixel.png)``)
     shown as a link, not loaded: loading it would tell the student's server when, and from which address,
-    the instructor opened the submission (a tracking pixel). Feedback pages block it anyway (their CSP)."""
+    the instructor opened the submission (a tracking pixel). Feedback pages block it anyway (their CSP).
+    ``remote_images``: load them after all, for a cell whose source is the instructor's (a locked cell,
+    restored from the gradebook by nbgrader's ``OverwriteCells``). An image of a missing attachment is named
+    as text: nbconvert raises ``InvalidNotebook`` for it, so one student could stop the formgrader's view of
+    their notebook and their own feedback."""
+
+    def __init__(self, *args, remote_images: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remote_images = remote_images
 
     def image(self, text: str, url: str, title: str | None = None) -> str:
         bare = "".join(ch for ch in url if ch > " ").replace("\\", "/")  # as a browser reads it
-        if _REMOTE_URL.match(bare):
+        if bare.startswith("attachment:") and bare[len("attachment:"):] not in (self.attachments or {}):
+            return f"[missing attachment: {escape_text(bare[len('attachment:'):])}]"
+        if _REMOTE_URL.match(bare) and not self.remote_images:
             attrs = {"href": self.sanitize_url(url), "rel": "noreferrer", "title": title or None}
             return f"<a{self.render_attrs(attrs)}>[remote image: {striptags(text) or 'no description'}]</a>"
         return super().image(text, url, title)
@@ -222,15 +233,20 @@ class SafeMarkdown2HTML(Configurable):
         options = {name: getattr(exporter, name, default) for name, default in
                    (("embed_images", False), ("anchor_link_text", "¶"), ("exclude_anchor_links", False))}
         lexer_options = getattr(exporter, "lexer_options", {})
-        attachments = context.get("cell", {}).get("attachments", {})
+        cell = context.get("cell", {})
+        attachments = cell.get("attachments", {})
         path = context.get("resources", {}).get("metadata", {}).get("path", "")
+        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+        # nbgrader.utils.is_locked: a locked or grade cell that is no solution, restored from the gradebook by
+        # OverwriteCells at autograde, holds the instructor's source
+        instructors = isinstance(meta, dict) and not meta.get("solution") and bool(meta.get("grade") or meta.get("locked"))
 
         def render():
             renderer = _LocalImagesRenderer(escape=False, allow_harmful_protocols=self.ALLOWED_DATA, attachments=attachments,
-                                       path=path, **options, **lexer_options)
+                                            path=path, remote_images=instructors, **options, **lexer_options)
             return MarkdownWithMath(renderer=renderer).render(source)
 
-        key = ("safe-markdown", source, _key(attachments), path, _key(options), _key(lexer_options))
+        key = ("safe-markdown", source, _key(attachments), path, instructors, _key(options), _key(lexer_options))
         return _RENDERED.get(key, render)
 
 
