@@ -287,3 +287,11 @@ def test_a_locked_cell_keeps_its_remote_images_and_a_missing_attachment_is_named
     soup = BeautifulSoup(body, "html.parser")
     assert [img.get("src") for img in soup.find_all("img")] == ["https://pytorch.org/tensor.png"]
     assert "[remote image: diagram]" in soup.get_text() and "[missing attachment: gone.png]" in soup.get_text()
+
+
+def test_an_empty_attachment_is_named_not_a_crash():
+    # Review: {"attachments": {"a": {}}} passes nbformat's validation, and nbconvert raised StopIteration for it.
+    exporter, resources = _exporter_and_resources("formgrader")
+    cell = new_markdown_cell("![x](attachment:a)", attachments={"a": {}})
+    body, _ = exporter.from_notebook_node(new_notebook(cells=[cell]), resources=resources)
+    assert "[missing attachment: a]" in BeautifulSoup(body, "html.parser").get_text()

@@ -41,3 +41,19 @@ def test_a_truncated_tar_is_a_problem_named(tmp_path):
     _tar(archive, 4 * MIB)
     archive.write_bytes(archive.read_bytes()[:-200])
     assert _archive_problem(str(archive))
+
+
+def test_an_archive_named_by_the_courses_own_pattern_is_a_students_upload():
+    # Review: the guard knew only Blackboard's "_attempt_<time>_"; with another LMS's pattern a student's zip at
+    # the top of archive/ was unpacked, and its files could be named to claim another student.
+    from traitlets.config import Config
+
+    from torchsteps.nbgrader_plugins.collect import LmsExtractorPlugin
+
+    config = Config()
+    config.FileNameCollectorPlugin.named_regexp = r"^(?:.*/)?(?P<student_id>[a-z]+)__(?P<file_id>[^/]+)\.ipynb$"
+    plugin = LmsExtractorPlugin(config=config)
+    assert plugin._named_like_an_attempt("/c/downloaded/a/archive", "jo__work")
+    assert not plugin._named_like_an_attempt("/c/downloaded/a/archive", "moodle-download")
+    assert LmsExtractorPlugin()._named_like_an_attempt("/c/archive", "pytorch_basics_jo_attempt_2026-03-09-10-00-00_work")
+    assert not LmsExtractorPlugin()._named_like_an_attempt("/c/archive", "gradebook_pytorch_basics")

@@ -41,3 +41,11 @@ def test_a_folder_name_that_is_not_utf8_gets_a_row_id_no_folder_can_have():
 
     assert row_id(os.fsdecode(b"zz\xff")) == "submitted/zz\\xff"
     assert row_id("zz\\xff") == "zz\\xff" and row_id("zoë") == "zoë"
+
+
+def test_two_folder_names_that_are_not_utf8_never_share_a_row():
+    # Review: b"\\\\xff\\xfe" and b"\\xff\\\\xfe" both read "submitted/\\xff\\xfe".
+    from torchsteps.grading.driver import row_id
+
+    a, b = os.fsdecode(b"\\xff\xfe"), os.fsdecode(b"\xff\\xfe")
+    assert row_id(a) != row_id(b)

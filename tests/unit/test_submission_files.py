@@ -359,3 +359,15 @@ def test_a_folder_of_very_many_files_is_not_listed_whole(tmp_path, monkeypatch):
     assert len(listed) <= 21  # the bound, plus the entry that showed it was reached
     assert listing.truncated and [p for p, _ in listing.taken][0] == "01_intro.ipynb" and len(listing.taken) == 2
     assert listing.notes()[0] == "left out, not looked at: everything past the first 20 files and folders of the submission"
+
+
+def test_the_timestamp_and_notebooks_are_found_even_past_the_walks_bound(tmp_path):
+    # Review: 10 x max_files padding files at the top could hide timestamp.txt (no late penalty) and a notebook.
+    submitted = tmp_path / "in"
+    _notebook(submitted, "lab.ipynb")
+    (submitted / "timestamp.txt").write_text("2026-03-09 23:00:00")
+    for i in range(300):
+        (submitted / f"pad{i:04}").write_bytes(b"")
+    listing = gradable_files(submitted, SubmissionLimits(max_files=10), expected=["lab"])
+    assert listing.truncated
+    assert [p for p, _ in listing.taken][:2] == ["timestamp.txt", "lab.ipynb"]

@@ -68,7 +68,9 @@ def row_id(folder_name: str) -> str:
     """The id a student's row has: the folder's name, or for a name that is not UTF-8 (a lone surrogate from
     the file system) ``submitted/<name written with escapes>``, which no folder can be named (the ``/``),
     so that it never takes the row of a student whose folder is literally called ``zz\\xff``."""
-    return folder_name if printable(folder_name) == folder_name else f"submitted/{printable(folder_name)}"
+    if printable(folder_name) == folder_name:
+        return folder_name
+    return "submitted/" + printable(folder_name.replace("\\", "\\\\"))  # "\\" doubled first: one id per name
 
 
 def release_notebooks(api: NbGraderAPI, assignment_id: str) -> dict[str, dict]:

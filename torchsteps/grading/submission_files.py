@@ -120,7 +120,7 @@ class SubmissionFiles:
         return notes
 
 
-def _walk(folder: str, found: list, outcome: SubmissionFiles, max_entries: int | None) -> None:
+def _walk(folder: str, found: list, outcome: SubmissionFiles, max_entries: int | None, pinned=frozenset()) -> None:
     """Every entry under ``folder``, links not entered, at most ``max_entries`` of them (then
     ``outcome.truncated``); a stack, not recursion (a path too long for the system is an unreadable entry)."""
     stack = [(folder, "")]
@@ -144,6 +144,8 @@ def _walk(folder: str, found: list, outcome: SubmissionFiles, max_entries: int |
             stack.clear()
         for entry in entries:
             path = f"{relative}/{entry.name}" if relative else entry.name
+            if path in pinned:  # listed before the walk
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as why:
@@ -178,7 +180,17 @@ def list_submission(folder: Path, limits: SubmissionLimits | None = None, first:
     if os.path.islink(folder) or not os.path.isdir(folder):
         return outcome
     found: list[tuple[str, os.stat_result]] = []
-    _walk(os.fspath(folder), found, outcome, limits.max_entries if limits is not None else None)
+    pinned = set()
+    for path in dict.fromkeys(p for p in first if "/" not in p):  # found even when the walk stops early
+        try:
+            found.append((path, os.lstat(os.path.join(folder, path))))
+            pinned.add(path)
+        except FileNotFoundError:
+            pass
+        except OSError as why:
+            outcome.unreadable.append((path, why.strerror or str(why)))
+            pinned.add(path)
+    _walk(os.fspath(folder), found, outcome, limits.max_entries if limits is not None else None, pinned)
     rank = {path: i for i, path in enumerate(first)}
     found.sort(key=lambda item: (rank.get(item[0], len(rank) + ("/" in item[0] or not item[0].endswith(".ipynb"))), item[0]))
     total = 0

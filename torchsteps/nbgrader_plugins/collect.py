@@ -70,7 +70,8 @@ NAMED_REGEXP = (
 )
 TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S"
 _ARCHIVE_EXTENSIONS = frozenset({".zip", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar"})
-# The part of an LMS file name that says it is one student's attempt (Blackboard: <assignment>_<student>_attempt_<time>_<file>).
+# The part of an LMS file name that says it is one student's attempt (Blackboard: <assignment>_<student>_attempt_<time>_<file>),
+# whatever the course's collector pattern.
 _ATTEMPT_NAME = re.compile(r"_attempt_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}_")
 
 class LmsFileNameCollectorPlugin(FileNameCollectorPlugin):
@@ -156,6 +157,16 @@ class LmsExtractorPlugin(ExtractorPlugin):
 
     unreadable = Dict()
 
+    def _named_like_an_attempt(self, root: str, stem: str) -> bool:
+        """Whether an archive named ``stem`` + extension is named as the collector names one student's attempt
+        (``c.FileNameCollectorPlugin.named_regexp``, the course's LMS pattern, with ``.ipynb`` for its extension)."""
+        stem = stem[:-4] if stem.endswith(".tar") else stem
+        config = self.config
+        pattern = (config.LmsFileNameCollectorPlugin.get("named_regexp") or config.FileNameCollectorPlugin.get("named_regexp")
+                   or NAMED_REGEXP)
+        match = re.match(pattern, os.path.join(root, stem + ".ipynb"))
+        return bool(_ATTEMPT_NAME.search(stem + "_") or (match and match.groupdict().get("student_id")))
+
     def extract(self, archive_path: str, extracted_path: str) -> None:
         if not os.listdir(archive_path):
             self.log.warning("No files found in directory: %s", archive_path)
@@ -173,7 +184,7 @@ class LmsExtractorPlugin(ExtractorPlugin):
                 # download unzipped by the browser) or named like an attempt is a student's upload: its files,
                 # named like the LMS's, could claim another attempt time or another student's id. It is copied,
                 # and the collector skips it with the reason.
-                if ext not in self.zip_ext or root != archive_path or _ATTEMPT_NAME.search(name):
+                if ext not in self.zip_ext or root != archive_path or self._named_like_an_attempt(root, stem):
                     shutil.copy(src, os.path.join(extract_to, name))
                     continue
                 problem = _archive_problem(src)

@@ -204,8 +204,10 @@ class _LocalImagesRenderer(IPythonRenderer):
 
     def image(self, text: str, url: str, title: str | None = None) -> str:
         bare = "".join(ch for ch in url if ch > " ").replace("\\", "/")  # as a browser reads it
-        if bare.startswith("attachment:") and bare[len("attachment:"):] not in (self.attachments or {}):
-            return f"[missing attachment: {escape_text(bare[len('attachment:'):])}]"
+        name = bare[len("attachment:"):]
+        if bare.startswith("attachment:") and not (isinstance((self.attachments or {}).get(name), dict)
+                                                   and (self.attachments or {}).get(name)):
+            return f"[missing attachment: {escape_text(name)}]"  # absent or empty: nbconvert raises for both
         if _REMOTE_URL.match(bare) and not self.remote_images:
             attrs = {"href": self.sanitize_url(url), "rel": "noreferrer", "title": title or None}
             return f"<a{self.render_attrs(attrs)}>[remote image: {striptags(text) or 'no description'}]</a>"
