@@ -183,8 +183,10 @@ def list_submission(folder: Path, limits: SubmissionLimits | None = None, first:
     pinned = set()
     for path in dict.fromkeys(p for p in first if "/" not in p):  # found even when the walk stops early
         try:
-            found.append((path, os.lstat(os.path.join(folder, path))))
-            pinned.add(path)
+            st = os.lstat(os.path.join(folder, path))
+            if not stat.S_ISDIR(st.st_mode):  # a folder so named is the walk's (the row names it)
+                found.append((path, st))
+                pinned.add(path)
         except FileNotFoundError:
             pass
         except OSError as why:
