@@ -71,7 +71,55 @@ def test_the_requests_own_containers_answer_unchanged(wired):
     after = replies[-1]["tree"]["reply"]["after"]
     full = [i for i, node in enumerate(after) if not (node.get("t") == "ref" and node.get("slot") == i)]
     kinds = [after[i]["t"] for i in full]
-    assert kinds == ["tensor", "list"], kinds
+    assert kinds == ["list"], kinds  # the tensor, unchanged too, answers unchanged (see below)
+
+
+def _sent_in_full(replies):
+    """The kinds of the arguments the last reply sent in full (the others answered "unchanged")."""
+    after = replies[-1]["tree"]["reply"]["after"]
+    return [node["t"] for i, node in enumerate(after) if not (node.get("t") == "ref" and node.get("slot") == i)]
+
+
+def _unchanged_call(t, a, p):
+    return None
+
+
+ARGUMENT_CHANGES = {
+    "nothing": (_unchanged_call, []),
+    "reads only": (lambda t, a, p: (t.sum(), a.copy(), p * 2), []),
+    "tensor values": (lambda t, a, p: t.add_(1), ["tensor"]),
+    "tensor requires_grad": (lambda t, a, p: t.requires_grad_(), ["tensor"]),
+    "tensor resized": (lambda t, a, p: t.resize_(2), ["tensor"]),
+    "tensor set to other memory": (lambda t, a, p: t.set_(torch.zeros(3, 2)), ["tensor"]),
+    "ndarray values": (lambda t, a, p: a.__setitem__(0, 5.0), ["ndarray"]),
+    "ndarray made read-only": (lambda t, a, p: setattr(a.flags, "writeable", False), ["ndarray"]),
+    "parameter values": (lambda t, a, p: p.data.mul_(3), ["tensor"]),
+    "a NaN's payload": (lambda t, a, p: t.view(torch.int32)[0, 0].fill_(0x7FC00001), ["tensor"]),
+}
+
+
+@pytest.mark.parametrize("case", ARGUMENT_CHANGES)
+def test_an_argument_answers_unchanged_only_when_nothing_about_it_changed(wired, case):
+    g, ns, replies = wired
+    ns["student"], full = ARGUMENT_CHANGES[case]
+    t = torch.tensor([[float("nan"), 1.0, 2.0], [3.0, 4.0, 5.0]]).T  # a non-contiguous view with a NaN
+    a = np.arange(6.0)[1::2]  # a strided view into a larger buffer
+    p = torch.nn.Parameter(torch.ones(2))
+    expected_t, expected_a, expected_p = t.clone(), a.copy(), p.detach().clone()
+    ns["student"](expected_t, expected_a, torch.nn.Parameter(expected_p)) if full else None
+    g.call("student", (t, a, p), {})
+    assert _sent_in_full(replies) == full
+    # Whatever crossed, the grader's objects end as the student's copies did.
+    if case == "tensor requires_grad":
+        assert t.requires_grad
+    elif case == "ndarray made read-only":
+        assert not a.flags.writeable
+    elif case in ("tensor resized", "tensor set to other memory"):
+        assert t.shape == expected_t.shape
+    elif case == "parameter values":
+        torch.testing.assert_close(p.detach(), torch.full((2,), 3.0))
+    else:
+        assert crossing.same_values(t, expected_t) and crossing.same_values(a, expected_a)
 
 
 def test_a_result_that_is_an_argument_stays_that_argument(wired):

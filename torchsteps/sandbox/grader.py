@@ -286,8 +286,9 @@ class Grader:
 
     def _state_to_send(self):
         """The grader's global state where it differs from what the student kernel last had (all of it at first)."""
-        self._current = self.crossing.global_state()
-        return self.crossing.changed_state(getattr(self, "_synced", None), self._current)
+        synced = getattr(self, "_synced", None)
+        self._current = self.crossing.global_state(synced)
+        return self.crossing.changed_state(synced, self._current)
 
     def call(self, name, args, kwargs):
         torch, crossing = self.torch, self.crossing
@@ -306,7 +307,7 @@ class Grader:
             decoder = crossing.Decoder(message, ref_slots=slots, view_builder=lambda node, value: self._view(slots, node, value))
             if reply["state"]:
                 self.set_global_state({k: decoder.decode(v) for k, v in reply["state"].items()})
-                self._synced = crossing.global_state()
+                self._synced = crossing.global_state(self._current)
             else:  # the student kernel has what was sent, and nothing changed it
                 self._synced = self._current
             after = reply["after"]

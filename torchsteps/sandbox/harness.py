@@ -174,7 +174,7 @@ def call(name, payload):
     applied = context.get("state") or {}
     _set_global_state(applied)
     # Within one serve loop nothing else runs between calls: the state after the last call still holds.
-    before = _last_state if _last_state is not None and not applied else crossing.global_state()
+    before = _last_state if _last_state is not None and not applied else crossing.global_state(_last_state)
     undo = _patch_availability(context.get("availability") or {})
     recorder = _DeviceRecorder() if context.get("record_devices") else None
     outcome = {}
@@ -192,7 +192,7 @@ def call(name, payload):
         outcome["traceback"] = _student_traceback(exc)[:MAX_TRACEBACK_CHARS]
     finally:
         undo()
-    _last_state = crossing.global_state()
+    _last_state = crossing.global_state(before)
     state = crossing.changed_state(before, _last_state)
     # Identity and shared memory are judged against the arguments as they were received.
     encoder = crossing.Encoder(refs={id(obj): i for i, obj in enumerate(slots)}, regions=_view_finder(slots))
@@ -213,7 +213,7 @@ def call(name, payload):
     refs = {id(o): i for i, o in enumerate(slots)}
     after = []
     for index, obj in enumerate(slots):
-        if index not in reachable:
+        if index not in reachable or _arrived_unchanged(obj, decoder, index):
             after.append({"t": "ref", "slot": index})
             continue
         del refs[id(obj)]
@@ -224,6 +224,27 @@ def call(name, payload):
     reply["after"] = after
     reply["state"] = {k: encoder.encode(v) for k, v in state.items()}
     return crossing.dumps(encoder, {"t": "reply", "reply": reply})
+
+
+def _arrived_unchanged(obj, decoder, index):
+    """True when the tensor or ndarray in argument slot ``index`` is exactly as it arrived: encoded again,
+    it gives the node it was rebuilt from (dtype, shape, strides, offset, requires_grad, flags) and the same
+    bytes. The reply then says "unchanged" instead of carrying a copy, and the grader keeps its own object
+    without rebuilding and comparing that copy (most functions leave their arguments alone)."""
+    node = decoder.nodes.get(index)
+    if node is None or type(obj) not in (torch.Tensor, torch.nn.Parameter, np.ndarray):
+        return False
+    scratch = crossing.Encoder()
+    try:
+        now = scratch.encode(obj)
+    except crossing.CrossingError:
+        return False
+    blob = "storage" if node.get("t") == "tensor" else "region"
+    if now.get("t") != node.get("t") or {k: v for k, v in now.items() if k != blob} != {k: v for k, v in node.items() if k != blob}:
+        return False
+    if now.get(blob) is None or node.get(blob) is None:  # a meta tensor: no bytes
+        return now.get(blob) is None and node.get(blob) is None
+    return scratch.blobs[now[blob]] == bytes(decoder.blobs[node[blob]])  # bytes == memoryview compares item by item
 
 
 def _argument_slots(slots, body):
